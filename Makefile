@@ -1,0 +1,83 @@
+# The documented entry points. `make run` and `make test` work from a clean clone: they create
+# the virtualenv, install the pinned dependencies, build the Cython and cffi extensions and, as
+# root, install the Debian packages the tests need.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+CONFIG ?= conf/default.toml
+PYTEST_ARGS ?=
+# Packages the build itself imports (setup.py cimports picows and runs Cython and cffi).
+BUILD_DEPS := 'setuptools>=77' wheel 'Cython>=3.0,<4' 'cffi>=1.16,<3' 'picows>=2.3,<3'
+
+.PHONY: help install build system-deps run demo test cov-cython lint bench bench-micro \
+        bench-load fuzz soak wheel clean
+
+help:
+	@echo "make run    - set up and start the service with $(CONFIG)"
+	@echo "make test   - set up and run the whole test suite (coverage >= 90%)"
+	@echo "make demo   - start the service with three FUSE fake cameras"
+	@echo "make bench  - run the benchmark suite"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the dependency pins change.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(BUILD_DEPS)
+	$(PIP) install -q --no-build-isolation -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+build: install
+	$(PY) setup.py -q build_ext --inplace
+
+# fuse3 gives fusermount3 and libfuse3 for the fake cameras; only root can install it.
+system-deps:
+	@if ! command -v fusermount3 >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian package fuse3"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null; \
+		else \
+			echo "fuse3 missing and not root: FUSE tests will skip"; \
+		fi; \
+	fi
+
+run: build
+	$(VENV)/bin/camera-service serve --config $(CONFIG)
+
+demo: build system-deps
+	$(PY) -m camera_service.testing.demo --config $(CONFIG)
+
+test: build system-deps
+	$(PY) -m pytest --cov=camera_service --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+# Line coverage of the Cython modules too: rebuild with line tracing, measure, rebuild normally.
+cov-cython: install system-deps
+	CAMERA_SERVICE_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
+	$(PY) -m pytest -p no:cacheprovider --cov=camera_service --cov-config=conf/coveragerc-cython \
+		--cov-report=term $(PYTEST_ARGS); status=$$?; \
+	$(PY) setup.py -q build_ext --inplace --force; exit $$status
+
+lint: install
+	$(PIP) install -q '.[dev]'
+	$(VENV)/bin/ruff check pkg tests bench
+	$(VENV)/bin/ruff format --check pkg tests bench
+	$(VENV)/bin/cython-lint pkg
+
+bench-micro: build
+	$(PY) -m pytest bench/micro --benchmark-only -p no:cacheprovider
+
+bench-load: build system-deps
+	$(PY) -m bench.load $(BENCH_ARGS)
+
+bench: build system-deps
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf build dist wheelhouse *.egg-info pkg/*.egg-info .pytest_cache .coverage htmlcov
+	find pkg -name '*.so' -delete -o -name '*.c' -path '*/camera_service/*' -delete \
+		-o -name '*.html' -path '*/camera_service/*' -delete
