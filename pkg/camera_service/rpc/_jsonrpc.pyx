@@ -1,2 +1,491 @@
 # cython: language_level=3
-"""placeholder, replaced by the JSON-RPC core"""
+"""JSON-RPC 2.0 envelope, error objects and the dispatch table (PROTOCOL.md sections 2-3).
+
+The listener hands every complete text message to `Dispatcher.handle`, which returns the bytes
+to send (or None: a notification, or an async handler that sends when it is done). Everything
+that does not change per request is encoded once at import or start-up: the envelope pieces,
+the constant error responses and, through `PreEncoded`, handler results such as "pong".
+"""
+
+import asyncio
+import inspect
+import json
+import logging
+
+import orjson
+
+from camera_service.rpc.errors import (
+    AUTH_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    PERMISSION_DENIED,
+    RATE_LIMITED,
+    MESSAGES,
+    RpcError,
+    auth_failed,
+    auth_required,
+)
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+
+cdef object _loads = orjson.loads
+cdef object _dumps = orjson.dumps
+cdef object _JSONDecodeError = orjson.JSONDecodeError
+cdef object _log = logging.getLogger("camera_service.rpc")
+
+cdef bytes _RESULT_HEAD = b'{"jsonrpc":"2.0","result":'
+cdef bytes _ERROR_HEAD = b'{"jsonrpc":"2.0","error":'
+cdef bytes _ID_SEP = b',"id":'
+cdef bytes _TAIL = b'}'
+cdef bytes _NULL = b'null'
+cdef dict _EMPTY_PARAMS = {}
+
+ROLE_NAMES = {1: "viewer", 2: "operator", 3: "admin"}
+
+
+cdef inline double _realtime() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline double _monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic():
+    """The clock the dispatcher and the rate limiter use (CLOCK_MONOTONIC, seconds)."""
+    return _monotonic()
+
+
+cdef bytes _join5(bytes a, bytes b, bytes c, bytes d, bytes e):
+    # One allocation for the whole response instead of four intermediate bytes objects.
+    cdef Py_ssize_t la = PyBytes_GET_SIZE(a), lb = PyBytes_GET_SIZE(b)
+    cdef Py_ssize_t lc = PyBytes_GET_SIZE(c), ld = PyBytes_GET_SIZE(d)
+    cdef Py_ssize_t le = PyBytes_GET_SIZE(e)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, la + lb + lc + ld + le)
+    cdef char* p = PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(a), la)
+    p += la
+    memcpy(p, PyBytes_AS_STRING(b), lb)
+    p += lb
+    memcpy(p, PyBytes_AS_STRING(c), lc)
+    p += lc
+    memcpy(p, PyBytes_AS_STRING(d), ld)
+    p += ld
+    memcpy(p, PyBytes_AS_STRING(e), le)
+    return out
+
+
+cdef class PreEncoded:
+    """A handler result that is already JSON, sent as it is (e.g. the cached camera list)."""
+    cdef readonly bytes json
+
+    def __init__(self, bytes json_bytes):
+        self.json = json_bytes
+
+    def __repr__(self):
+        return f"PreEncoded({self.json!r})"
+
+
+cdef class MethodEntry:
+    """One row of the dispatch table."""
+
+    def __init__(self, str name, handler, int role_level, bint is_async, bint binds_context):
+        self.name = name
+        self.handler = handler
+        self.role_level = role_level
+        self.is_async = is_async
+        self.binds_context = binds_context
+        self.calls = 0
+        self.errors = 0
+
+
+cdef class CallContext:
+    """Per-connection state that the dispatcher and the handlers see."""
+
+    def __init__(self, str client_id, send=None, close=None, services=None, bucket=None):
+        self.client_id = client_id
+        self.session = None
+        self.role_level = 0
+        self.expires_at = 0.0
+        self.bucket = bucket
+        self.auth_failures = 0
+        self.send = send
+        self.close = close
+        self.services = services
+        self.request_count = 0
+        self.error_count = 0
+        self.closed = False
+
+    def set_session(self, session, int role_level, double expires_at):
+        """Bind a session; `expires_at` is epoch seconds with the leeway added, 0 = never."""
+        self.session = session
+        self.role_level = role_level
+        self.expires_at = expires_at
+
+    def clear_session(self):
+        self.session = None
+        self.role_level = 0
+        self.expires_at = 0.0
+
+    @property
+    def correlation_id(self):
+        # Unique per request without any per-request allocation until somebody asks for it.
+        return f"{self.client_id}-{self.request_count}"
+
+
+cdef bytes _encode_id(object request_id):
+    if request_id is None:
+        return _NULL
+    try:
+        return _dumps(request_id)
+    except TypeError:
+        # Integers beyond 64 bits: orjson refuses them, the standard library is exact.
+        return json.dumps(request_id).encode()
+
+
+cdef bytes _encode_error(int code, str message, object data, bytes id_json):
+    cdef dict error = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    try:
+        body = _dumps(error)
+    except TypeError:
+        body = json.dumps(error, ensure_ascii=True, default=str).encode()
+    return _join5(_ERROR_HEAD, body, _ID_SEP, id_json, _TAIL)
+
+
+cdef bytes _error_from(exc, bytes id_json):
+    return _encode_error(exc.code, exc.message, exc.data, id_json)
+
+
+cdef bytes _encode_result(object result, bytes id_json):
+    if type(result) is PreEncoded:
+        body = (<PreEncoded>result).json
+    else:
+        body = _dumps(result)
+    return _join5(_RESULT_HEAD, body, _ID_SEP, id_json, _TAIL)
+
+
+def encode_notification(str method, params):
+    """The bytes of a server notification; encode once, send the same bytes to everybody."""
+    return _dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+cdef bytes INVALID_REQUEST_NULL = _encode_error(
+    INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
+    {"reason": "a request must be a JSON object"}, _NULL)
+cdef bytes EMPTY_BATCH = _encode_error(
+    INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": "empty batch"}, _NULL)
+
+
+cdef object _reject_constant(str name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+cdef object _parse_float_strict(str text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+cdef object _decode_exact(bytes payload):
+    """Standard-library decode, used only where orjson cannot be exact.
+
+    orjson turns integers beyond 64 bits into floats and refuses lone surrogate escapes; both
+    are valid JSON and a client may use them in an `id`, which must be echoed exactly.
+    """
+    return json.loads(payload, parse_constant=_reject_constant, parse_float=_parse_float_strict)
+
+
+class _ParseFailure(Exception):
+    pass
+
+
+cdef object _decode(bytes payload):
+    try:
+        return _loads(payload)
+    except _JSONDecodeError as exc:
+        reason = str(exc)
+        if "recursion" in reason:
+            raise _ParseFailure("JSON nested too deeply")
+        try:
+            return _decode_exact(payload)
+        except (ValueError, RecursionError):
+            raise _ParseFailure(f"invalid JSON: {reason}")
+
+
+cdef inline bint _is_valid_id(object value):
+    cdef type t = type(value)
+    return t is str or t is int or t is float or value is None
+
+
+class _Deferred:
+    """An async handler call inside a batch: awaited together, then sent as one array."""
+    __slots__ = ("coro",)
+
+    def __init__(self, coro):
+        self.coro = coro
+
+
+cdef class Dispatcher:
+    """Validates the envelope, checks session and role, and runs the handler."""
+
+    def __init__(self, methods, int max_batch=100, authorizer=None, services=None):
+        self._methods = {}
+        for entry in methods:
+            self._methods[entry.name] = entry
+        self.max_batch = max_batch
+        self.authorizer = authorizer
+        self.services = services
+        self.total_requests = 0
+        self.total_errors = 0
+        self._error_counts = {}
+        self._tasks = set()
+
+    @property
+    def methods(self):
+        return dict(self._methods)
+
+    @property
+    def error_counts(self):
+        return dict(self._error_counts)
+
+    @property
+    def pending_tasks(self):
+        return len(self._tasks)
+
+    async def drain(self, double timeout):
+        """Wait up to `timeout` s for in-flight async handlers (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    cpdef object handle(self, CallContext ctx, bytes payload):
+        """Bytes to send back for one text message, or None."""
+        try:
+            doc = _decode(payload)
+        except _ParseFailure as exc:
+            self._count_error(PARSE_ERROR, ctx)
+            return _encode_error(PARSE_ERROR, MESSAGES[PARSE_ERROR], {"reason": str(exc)}, _NULL)
+        cdef type t = type(doc)
+        if t is dict:
+            out = self._handle_one(ctx, <dict>doc, payload, -1)
+            if type(out) is _Deferred:
+                self._spawn(self._finish_single(ctx, out.coro))
+                return None
+            return out
+        if t is list:
+            return self._handle_batch(ctx, <list>doc, payload)
+        self._count_error(INVALID_REQUEST, ctx)
+        return INVALID_REQUEST_NULL
+
+    cdef object _handle_batch(self, CallContext ctx, list items, bytes payload):
+        cdef Py_ssize_t n = len(items), i
+        if n == 0:
+            self._count_error(INVALID_REQUEST, ctx)
+            return EMPTY_BATCH
+        if n > self.max_batch:
+            self._count_error(INVALID_REQUEST, ctx)
+            return _encode_error(
+                INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
+                {"reason": f"batch of {n} requests exceeds the limit of {self.max_batch}"}, _NULL)
+        cdef list parts = []
+        cdef bint deferred = False
+        for i in range(n):
+            item = items[i]
+            if type(item) is dict:
+                out = self._handle_one(ctx, <dict>item, payload, i)
+            else:
+                self._count_error(INVALID_REQUEST, ctx)
+                out = INVALID_REQUEST_NULL
+            if out is not None:
+                if type(out) is _Deferred:
+                    deferred = True
+                parts.append(out)
+        if deferred:
+            self._spawn(self._finish_batch(ctx, parts))
+            return None
+        if not parts:
+            return None
+        return b"[" + b",".join(parts) + b"]"
+
+    cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index):
+        cdef bint has_id = "id" in req
+        request_id = req.get("id")
+        cdef bint id_ok = _is_valid_id(request_id)
+        cdef bytes id_json
+        if has_id and id_ok:
+            if type(request_id) is float:
+                request_id = self._exact_id(payload, index, request_id)
+            id_json = _encode_id(request_id)
+        else:
+            id_json = _NULL
+
+        # Envelope errors are answered even without an id: such an object is not a valid
+        # notification (JSON-RPC 2.0 section 5, examples "invalid Request object").
+        if has_id and not id_ok:
+            return self._envelope_error(ctx, "id must be a string, a number or null", _NULL)
+        version = req.get("jsonrpc")
+        if type(version) is not str or version != "2.0":
+            return self._envelope_error(ctx, 'jsonrpc must be exactly "2.0"', id_json)
+        method = req.get("method")
+        if type(method) is not str or not method:
+            return self._envelope_error(ctx, "method must be a non-empty string", id_json)
+        params = req.get("params", _EMPTY_PARAMS)
+        cdef type ptype = type(params)
+        if ptype is not dict and ptype is not list:
+            return self._envelope_error(ctx, "params must be an object or an array", id_json)
+
+        ctx.request_count += 1
+        self.total_requests += 1
+        entry = None
+        try:
+            self._admit(ctx)
+            entry = self._methods.get(method)
+            if entry is None:
+                raise RpcError(METHOD_NOT_FOUND, data={"reason": f"unknown method: {method}"})
+            (<MethodEntry>entry).calls += 1
+            if ptype is list:
+                raise RpcError(INVALID_PARAMS, data={
+                    "reason": "params must be an object (this method takes named parameters)"})
+            if (<MethodEntry>entry).role_level:
+                self._authorize(ctx, <MethodEntry>entry, <dict>params)
+            if (<MethodEntry>entry).is_async:
+                return _Deferred(self._call_async(ctx, <MethodEntry>entry, params, id_json, has_id))
+            if (<MethodEntry>entry).binds_context:
+                result = self._call_bound(ctx, <MethodEntry>entry, params)
+            else:
+                result = (<MethodEntry>entry).handler(ctx, params)
+            if not has_id:
+                return None
+            return _encode_result(result, id_json)
+        except RpcError as exc:
+            self._count_error(exc.code, ctx)
+            if entry is not None:
+                (<MethodEntry>entry).errors += 1
+            return _error_from(exc, id_json) if has_id else None
+        except Exception:
+            self._count_error(INTERNAL_ERROR, ctx)
+            _log.error("internal error in %s", method, exc_info=True, extra={
+                "correlation_id": ctx.correlation_id, "client_id": ctx.client_id})
+            if not has_id:
+                return None
+            return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
+                "reason": "the server failed to process this request",
+                "correlation_id": ctx.correlation_id}, id_json)
+
+    cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback):
+        # A float id may be an integer beyond 64 bits that orjson rounded: re-read it exactly.
+        try:
+            doc = _decode_exact(payload)
+            value = doc[index]["id"] if index >= 0 else doc["id"]
+        except Exception:
+            return fallback
+        return value if _is_valid_id(value) else fallback
+
+    cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json):
+        self._count_error(INVALID_REQUEST, ctx)
+        return _encode_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": reason}, id_json)
+
+    cdef void _count_error(self, int code, CallContext ctx):
+        self.total_errors += 1
+        ctx.error_count += 1
+        self._error_counts[code] = self._error_counts.get(code, 0) + 1
+
+    cdef void _admit(self, CallContext ctx) except *:
+        if ctx.bucket is None:
+            return
+        retry_after = ctx.bucket.try_take(_monotonic())
+        if retry_after:
+            raise RpcError(RATE_LIMITED, data={
+                "reason": "too many requests on this connection",
+                "retry_after": round(retry_after, 3)})
+
+    cdef void _authorize(self, CallContext ctx, MethodEntry entry, dict params) except *:
+        if "auth_token" in params or "token" in params:
+            if self.authorizer is None:
+                raise auth_failed("authentication is not configured")
+            # Validated for this call; becomes the session only if there is none.
+            self.authorizer.authorize_request(ctx, params)
+        elif ctx.role_level == 0:
+            raise auth_required()
+        elif ctx.expires_at and _realtime() >= ctx.expires_at:
+            ctx.clear_session()
+            raise auth_failed("token expired")
+        if ctx.role_level < entry.role_level:
+            raise RpcError(PERMISSION_DENIED, data={
+                "reason": f"{entry.name} needs the {ROLE_NAMES[entry.role_level]} role",
+                "required_role": ROLE_NAMES[entry.role_level],
+                "role": ROLE_NAMES.get(ctx.role_level)})
+
+    cdef object _call_bound(self, CallContext ctx, MethodEntry entry, object params):
+        from camera_service.log import correlation_id_var, client_id_var
+        cid_token = correlation_id_var.set(ctx.correlation_id)
+        client_token = client_id_var.set(ctx.client_id)
+        try:
+            return entry.handler(ctx, params)
+        finally:
+            client_id_var.reset(client_token)
+            correlation_id_var.reset(cid_token)
+
+    async def _call_async(self, CallContext ctx, MethodEntry entry, params, bytes id_json,
+                          bint has_id):
+        """Run an async handler; returns the response bytes (None for a notification)."""
+        from camera_service.log import correlation_id_var, client_id_var
+        correlation_id = ctx.correlation_id
+        correlation_id_var.set(correlation_id)  # the task has its own context copy
+        client_id_var.set(ctx.client_id)
+        try:
+            result = await entry.handler(ctx, params)
+            return _encode_result(result, id_json) if has_id else None
+        except RpcError as exc:
+            self._count_error(exc.code, ctx)
+            entry.errors += 1
+            return _error_from(exc, id_json) if has_id else None
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._count_error(INTERNAL_ERROR, ctx)
+            entry.errors += 1
+            _log.error("internal error in %s", entry.name, exc_info=True)
+            if not has_id:
+                return None
+            return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
+                "reason": "the server failed to process this request",
+                "correlation_id": correlation_id}, id_json)
+
+    async def _finish_single(self, CallContext ctx, coro):
+        out = await coro
+        if out is not None and not ctx.closed:
+            ctx.send(out)
+
+    async def _finish_batch(self, CallContext ctx, list parts):
+        cdef list done = []
+        for part in parts:
+            if type(part) is _Deferred:
+                part = await part.coro
+                if part is None:
+                    continue
+            done.append(part)
+        if done and not ctx.closed:
+            ctx.send(b"[" + b",".join(done) + b"]")
+
+    cdef void _spawn(self, coro):
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def make_entry(str name, handler, int role_level, bint binds_context=True):
+    """A dispatch-table row; async-ness is read from the handler itself."""
+    return MethodEntry(name, handler, role_level,
+                       inspect.iscoroutinefunction(handler), binds_context)

@@ -1,2 +1,229 @@
 # cython: language_level=3
-"""placeholder, replaced by the listener"""
+"""The per-connection WebSocket listener: frames in, JSON-RPC bytes out (PROTOCOL.md section 1).
+
+picows parses frames in C and calls `on_ws_frame` with a frame whose payload points into its
+read buffer; the payload is copied once into a bytes object for the dispatcher and the frame is
+never kept beyond the callback.
+"""
+
+import logging
+
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from camera_service.rpc._jsonrpc cimport CallContext, Dispatcher
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+cdef object _log = logging.getLogger("camera_service.server")
+
+# A client that stopped reading gets this long to take the rest of its buffer and the close
+# frame before the socket is aborted.
+cdef double SLOW_READER_GRACE = 2.0
+
+
+cdef inline double _monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef bint _is_valid_utf8(const char* data, Py_ssize_t size):
+    """ASCII is checked eight bytes at a time; anything else goes to CPython's strict decoder,
+    which rejects overlong forms, surrogates and code points above U+10FFFF."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t word
+    while i + 8 <= size:
+        memcpy(&word, data + i, 8)
+        if word & 0x8080808080808080ULL:
+            break
+        i += 8
+    while i < size:
+        if <unsigned char>data[i] >= 0x80:
+            try:
+                PyUnicode_DecodeUTF8(data + i, size - i, "strict")
+            except UnicodeDecodeError:
+                return False
+            return True
+        i += 1
+    return True
+
+
+def is_valid_utf8(bytes data):
+    """Python entry point of the validator (tests, fuzzing)."""
+    return _is_valid_utf8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+
+
+cdef class LatencyHistogram:
+    """Response times in fixed buckets: counts only, no per-request allocation."""
+    cdef readonly tuple bounds
+    cdef long long[64] _counts
+    cdef int _n
+    cdef readonly long long count
+    cdef readonly double total
+
+    def __init__(self, bounds):
+        if len(bounds) > 63:
+            raise ValueError("at most 63 bucket bounds")
+        self.bounds = tuple(sorted(float(b) for b in bounds))
+        self._n = len(self.bounds)
+        for i in range(64):
+            self._counts[i] = 0
+        self.count = 0
+        self.total = 0.0
+
+    cdef inline void record(self, double seconds) noexcept:
+        cdef int i = 0
+        while i < self._n and seconds > <double>self.bounds[i]:
+            i += 1
+        self._counts[i] += 1
+        self.count += 1
+        self.total += seconds
+
+    def observe(self, double seconds):
+        self.record(seconds)
+
+    def counts(self):
+        """Per-bucket counts; the last one is above the highest bound."""
+        return [self._counts[i] for i in range(self._n + 1)]
+
+
+cdef class RpcListener(WSListener):
+    cdef WSTransport _transport
+    cdef Dispatcher _dispatcher
+    cdef readonly CallContext ctx
+    cdef object _table
+    cdef LatencyHistogram _latency
+    cdef Py_ssize_t _max_message
+    cdef Py_ssize_t _send_buffer_limit
+    cdef bytearray _fragments
+    cdef bint _closing
+
+    def __init__(self, Dispatcher dispatcher, table, LatencyHistogram latency,
+                 Py_ssize_t max_message_bytes, Py_ssize_t max_send_buffer_bytes,
+                 CallContext ctx):
+        self._dispatcher = dispatcher
+        self._table = table
+        self._latency = latency
+        self._max_message = max_message_bytes
+        self._send_buffer_limit = max_send_buffer_bytes
+        self._fragments = None
+        self._closing = False
+        self.ctx = ctx
+        ctx.send = self.send_message
+        ctx.close = self.close_with
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self._transport = transport
+        # Above the high-water mark asyncio calls pause_writing(): the client is not reading.
+        transport.underlying_transport.set_write_buffer_limits(
+            high=self._send_buffer_limit, low=self._send_buffer_limit // 2)
+        self._table.add(self)
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.ctx.closed = True
+        self._fragments = None
+        self._table.remove(self)
+
+    cpdef pause_writing(self):
+        if self._closing:
+            return
+        _log.warning("closing a connection whose client stopped reading", extra={
+            "client_id": self.ctx.client_id, "send_buffer_limit": self._send_buffer_limit})
+        # The close frame queues behind the unread data; close_with aborts the socket if the
+        # client has not taken it within the grace period.
+        self.close_with(WSCloseCode.POLICY_VIOLATION, "send buffer overflow: client too slow")
+
+    cpdef resume_writing(self):
+        pass
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType msg_type = frame.msg_type
+        cdef double started
+        if msg_type == WSMsgType.TEXT:
+            if self._fragments is not None:
+                self.close_with(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                return
+            if not frame.fin:
+                self._fragments = bytearray(frame.get_payload_as_memoryview())
+                return
+            started = _monotonic()
+            if not _is_valid_utf8(frame.payload_ptr, frame.payload_size):
+                self.close_with(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
+                return
+            self._dispatch(frame.get_payload_as_bytes(), started)
+        elif msg_type == WSMsgType.CONTINUATION:
+            self._continue_message(frame)
+        elif msg_type == WSMsgType.BINARY:
+            self.close_with(WSCloseCode.UNSUPPORTED_DATA, "binary messages are not supported")
+        elif msg_type == WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+
+    cdef void _continue_message(self, WSFrame frame) except *:
+        if self._fragments is None:
+            self.close_with(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a message")
+            return
+        if len(self._fragments) + frame.payload_size > self._max_message:
+            self._fragments = None
+            self.close_with(WSCloseCode.MESSAGE_TOO_BIG, "message exceeds max_message_bytes")
+            return
+        self._fragments += frame.get_payload_as_memoryview()
+        if not frame.fin:
+            return
+        cdef bytes payload = bytes(self._fragments)
+        self._fragments = None
+        cdef double started = _monotonic()
+        if not _is_valid_utf8(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)):
+            self.close_with(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
+            return
+        self._dispatch(payload, started)
+
+    cdef void _dispatch(self, bytes payload, double started) except *:
+        if self._closing:
+            return
+        table = self._table
+        table.dispatching += 1
+        try:
+            response = self._dispatcher.handle(self.ctx, payload)
+        finally:
+            table.dispatching -= 1
+        if response is not None:
+            self._transport.send(WSMsgType.TEXT, response)
+            self._latency.record(_monotonic() - started)
+        if table.deferred:
+            # Notifications raised while this request ran go out after its response.
+            table.flush_deferred()
+
+    cpdef send_message(self, bytes data):
+        """Send a response or notification unless the connection is going away."""
+        if self._closing or self._transport is None:
+            return
+        self._transport.send(WSMsgType.TEXT, data)
+
+    cpdef record_latency(self, double seconds):
+        self._latency.record(seconds)
+
+    cpdef close_with(self, int code, str reason):
+        """Send a close frame once and stop answering; the client or a timer ends the TCP side."""
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        self.ctx.closed = True
+        self._transport.send_close(<WSCloseCode>code, reason.encode())
+        self._table.loop.call_later(SLOW_READER_GRACE, self._abort)
+
+    def _abort(self):
+        if not self._transport.is_disconnected:
+            self._transport.disconnect(False)
+
+    @property
+    def transport(self):
+        return self._transport
+
+    @property
+    def closing(self):
+        return self._closing

@@ -1,0 +1,48 @@
+# Declarations the listener (server/_listener.pyx) cimports, so that its per-frame calls into
+# the dispatcher are C calls rather than Python attribute lookups.
+
+cdef class CallContext:
+    cdef public str client_id
+    cdef public object session
+    cdef public int role_level
+    cdef public double expires_at
+    cdef public object bucket
+    cdef public int auth_failures
+    cdef public object send
+    cdef public object close
+    cdef public object services
+    cdef public long long request_count
+    cdef public long long error_count
+    cdef public bint closed
+
+
+cdef class MethodEntry:
+    cdef readonly str name
+    cdef readonly object handler
+    cdef readonly int role_level
+    cdef readonly bint is_async
+    cdef readonly bint binds_context
+    cdef public long long calls
+    cdef public long long errors
+
+
+cdef class Dispatcher:
+    cdef dict _methods
+    cdef public int max_batch
+    cdef public object authorizer
+    cdef public object services
+    cdef public long long total_requests
+    cdef public long long total_errors
+    cdef dict _error_counts
+    cdef set _tasks
+
+    cpdef object handle(self, CallContext ctx, bytes payload)
+    cdef object _handle_batch(self, CallContext ctx, list items, bytes payload)
+    cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index)
+    cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback)
+    cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json)
+    cdef void _count_error(self, int code, CallContext ctx)
+    cdef void _admit(self, CallContext ctx) except *
+    cdef void _authorize(self, CallContext ctx, MethodEntry entry, dict params) except *
+    cdef object _call_bound(self, CallContext ctx, MethodEntry entry, object params)
+    cdef void _spawn(self, coro)

@@ -1,0 +1,67 @@
+"""Protocol error codes and messages (PROTOCOL.md section 3) and the one error type handlers raise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+AUTH_ERROR = -32001
+RATE_LIMITED = -32002
+PERMISSION_DENIED = -32003
+CAMERA_NOT_FOUND = -1000
+CAMERA_NOT_AVAILABLE = -1001
+
+MESSAGES = {
+    PARSE_ERROR: "Parse error",
+    INVALID_REQUEST: "Invalid Request",
+    METHOD_NOT_FOUND: "Method not found",
+    INVALID_PARAMS: "Invalid parameters",
+    INTERNAL_ERROR: "Internal server error",
+    RATE_LIMITED: "Rate limit exceeded",
+    PERMISSION_DENIED: "Insufficient permissions",
+    CAMERA_NOT_FOUND: "Camera not found",
+    CAMERA_NOT_AVAILABLE: "Camera not available",
+}
+AUTH_REQUIRED_MESSAGE = "Authentication required"
+AUTH_FAILED_MESSAGE = "Authentication failed"
+
+
+class RpcError(Exception):
+    """A protocol error: becomes the response's error object as it is."""
+
+    def __init__(self, code: int, message: str | None = None, data: dict[str, Any] | None = None):
+        if message is None:
+            message = MESSAGES[code]
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+    def __repr__(self) -> str:
+        return f"RpcError({self.code}, {self.message!r}, {self.data!r})"
+
+
+def invalid_params(reason: str) -> RpcError:
+    return RpcError(INVALID_PARAMS, data={"reason": reason})
+
+
+def auth_failed(reason: str) -> RpcError:
+    return RpcError(AUTH_ERROR, AUTH_FAILED_MESSAGE, {"reason": reason})
+
+
+def auth_required() -> RpcError:
+    return RpcError(
+        AUTH_ERROR,
+        AUTH_REQUIRED_MESSAGE,
+        {"reason": "call authenticate first, or pass auth_token in params"},
+    )
