@@ -352,7 +352,7 @@ cdef class Dispatcher:
             self._admit(ctx)
             entry = self._methods.get(method)
             if entry is None:
-                raise RpcError(METHOD_NOT_FOUND, data={"reason": f"unknown method: {method}"})
+                raise RpcError(METHOD_NOT_FOUND, data={"reason": f"unknown method: {method[:100]}"})
             (<MethodEntry>entry).calls += 1
             if ptype is list:
                 raise RpcError(INVALID_PARAMS, data={
@@ -411,21 +411,24 @@ cdef class Dispatcher:
                 "retry_after": round(retry_after, 3)})
 
     cdef void _authorize(self, CallContext ctx, MethodEntry entry, dict params) except *:
+        cdef int level
         if "auth_token" in params or "token" in params:
             if self.authorizer is None:
                 raise auth_failed("authentication is not configured")
-            # Validated for this call; becomes the session only if there is none.
-            self.authorizer.authorize_request(ctx, params)
+            # Validated for this call; it becomes the session only if there is none.
+            level = self.authorizer.authorize_request(ctx, params)
         elif ctx.role_level == 0:
             raise auth_required()
         elif ctx.expires_at and _realtime() >= ctx.expires_at:
             ctx.clear_session()
             raise auth_failed("token expired")
-        if ctx.role_level < entry.role_level:
+        else:
+            level = ctx.role_level
+        if level < entry.role_level:
             raise RpcError(PERMISSION_DENIED, data={
                 "reason": f"{entry.name} needs the {ROLE_NAMES[entry.role_level]} role",
                 "required_role": ROLE_NAMES[entry.role_level],
-                "role": ROLE_NAMES.get(ctx.role_level)})
+                "role": ROLE_NAMES.get(level)})
 
     cdef object _call_bound(self, CallContext ctx, MethodEntry entry, object params):
         from camera_service.log import correlation_id_var, client_id_var
