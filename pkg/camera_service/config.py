@@ -94,11 +94,9 @@ def _parse_list_text(text: str) -> list[Any]:
     stripped = text.strip()
     if stripped.startswith("["):
         try:
-            value = json.loads(stripped)
+            value: list[Any] = json.loads(stripped)
         except ValueError:
             raise _Invalid() from None
-        if not isinstance(value, list):
-            raise _Invalid()
         return value
     return [part.strip() for part in stripped.split(",") if part.strip()]
 
@@ -390,8 +388,8 @@ class Config:
 # Loading
 
 
-def _unknown_key(section: str, key: str) -> str:
-    message = f"unknown key {section}.{key}"
+def _unknown_key(section: str, key: str, where: str = "") -> str:
+    message = f"unknown key {section}.{key}{where}"
     close = difflib.get_close_matches(key, list(_RULES[section]), n=1)
     if close:
         message += f" (did you mean {section}.{close[0]}?)"
@@ -452,9 +450,11 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
         if section not in SECTIONS:
             # CAMERA_SERVICE_JWT_SECRET and other service-wide variables land here.
             continue
+        if not key_part:
+            raise ConfigError(f"environment variable {name} names section {section} but no key")
         key = key_part.lower()
         if key not in _RULES[section]:
-            raise ConfigError(f"{_unknown_key(section, key)} (environment variable {name})")
+            raise ConfigError(_unknown_key(section, key, f" in environment variable {name}"))
         text = env[name]
         rule = _RULES[section][key]
         try:
