@@ -518,3 +518,53 @@ def test_works_without_log_module(tmp_path, monkeypatch):
     # `None` in sys.modules makes the import raise ImportError.
     monkeypatch.setitem(sys.modules, "camera_service.log", None)
     assert resolve_jwt_secret(sec(tmp_path, jwt_secret="x"), {}).value == "x"
+
+
+def test_secret_write_failure_reported(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with pytest.raises(JwtSecretError, match="cannot be written: Operation not permitted"):
+        resolve_jwt_secret(sec(tmp_path), {})
+    # The temp file was cleaned up and no half-made secret is left behind.
+    assert list((tmp_path / "state").iterdir()) == []
+
+
+def test_secret_vanishing_during_creation_race(tmp_path, monkeypatch):
+    from camera_service.auth import secrets as secrets_mod
+
+    monkeypatch.setattr(secrets_mod, "write_private_file", lambda *a, **k: False)
+    with pytest.raises(JwtSecretError, match="vanished"):
+        resolve_jwt_secret(sec(tmp_path), {})
+
+
+def test_secret_chmod_failure_reported(tmp_path, monkeypatch):
+    security = sec(tmp_path)
+    resolve_jwt_secret(security, {})
+    (tmp_path / "state" / "jwt_secret").chmod(0o644)
+
+    def refuse(fd, mode):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refuse)
+    with pytest.raises(JwtSecretError, match="cannot be read: Operation not permitted"):
+        resolve_jwt_secret(security, {})
+
+
+def test_temp_name_collision_retried(tmp_path, monkeypatch):
+    from camera_service.auth import secrets as secrets_mod
+
+    names = iter(["aaaa", "aaaa", "bbbb"])
+    real_hex = secrets_mod._random.token_hex
+    monkeypatch.setattr(
+        secrets_mod._random, "token_hex", lambda n=None: next(names, None) or real_hex(n)
+    )
+    target = tmp_path / "out"
+    assert secrets_mod.write_private_file(str(target), b"one", replace=False) is True
+    # Leave a stray temp file with the next name so the writer must pick another.
+    (tmp_path / ".out.aaaa.tmp").write_bytes(b"stray")
+    assert secrets_mod.write_private_file(str(target), b"two", replace=True) is True
+    assert target.read_bytes() == b"two"
+    assert (tmp_path / ".out.aaaa.tmp").read_bytes() == b"stray"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
