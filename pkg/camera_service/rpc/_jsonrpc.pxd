@@ -41,6 +41,7 @@ cdef class Dispatcher:
     cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index)
     cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback)
     cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json)
+    cdef void _count_request(self, CallContext ctx)
     cdef void _count_error(self, int code, CallContext ctx)
     cdef void _admit(self, CallContext ctx) except *
     cdef void _authorize(self, CallContext ctx, MethodEntry entry, dict params) except *

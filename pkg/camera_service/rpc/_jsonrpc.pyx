@@ -274,6 +274,7 @@ cdef class Dispatcher:
         try:
             doc = _decode(payload)
         except _ParseFailure as exc:
+            self._count_request(ctx)
             self._count_error(PARSE_ERROR, ctx)
             return _encode_error(PARSE_ERROR, MESSAGES[PARSE_ERROR], {"reason": str(exc)}, _NULL)
         cdef type t = type(doc)
@@ -285,15 +286,18 @@ cdef class Dispatcher:
             return out
         if t is list:
             return self._handle_batch(ctx, <list>doc, payload)
+        self._count_request(ctx)
         self._count_error(INVALID_REQUEST, ctx)
         return INVALID_REQUEST_NULL
 
     cdef object _handle_batch(self, CallContext ctx, list items, bytes payload):
         cdef Py_ssize_t n = len(items), i
         if n == 0:
+            self._count_request(ctx)
             self._count_error(INVALID_REQUEST, ctx)
             return EMPTY_BATCH
         if n > self.max_batch:
+            self._count_request(ctx)
             self._count_error(INVALID_REQUEST, ctx)
             return _encode_error(
                 INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
@@ -305,6 +309,7 @@ cdef class Dispatcher:
             if type(item) is dict:
                 out = self._handle_one(ctx, <dict>item, payload, i)
             else:
+                self._count_request(ctx)
                 self._count_error(INVALID_REQUEST, ctx)
                 out = INVALID_REQUEST_NULL
             if out is not None:
@@ -319,6 +324,7 @@ cdef class Dispatcher:
         return b"[" + b",".join(parts) + b"]"
 
     cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index):
+        self._count_request(ctx)
         cdef bint has_id = "id" in req
         request_id = req.get("id")
         cdef bint id_ok = _is_valid_id(request_id)
@@ -345,8 +351,6 @@ cdef class Dispatcher:
         if ptype is not dict and ptype is not list:
             return self._envelope_error(ctx, "params must be an object or an array", id_json)
 
-        ctx.request_count += 1
-        self.total_requests += 1
         entry = None
         try:
             self._admit(ctx)
@@ -395,6 +399,10 @@ cdef class Dispatcher:
     cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json):
         self._count_error(INVALID_REQUEST, ctx)
         return _encode_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": reason}, id_json)
+
+    cdef void _count_request(self, CallContext ctx):
+        ctx.request_count += 1
+        self.total_requests += 1
 
     cdef void _count_error(self, int code, CallContext ctx):
         self.total_errors += 1

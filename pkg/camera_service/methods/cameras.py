@@ -1,0 +1,81 @@
+"""Camera methods (PROTOCOL 5.2-5.4) and `camera_status_update` notifications (section 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from camera_service.cameras.model import (
+    CONNECTED,
+    Camera,
+    camera_capabilities,
+    camera_list_entry,
+    camera_status,
+)
+from camera_service.cameras.streams import StreamUrls
+from camera_service.rpc._jsonrpc import PreEncoded
+from camera_service.rpc.errors import CAMERA_NOT_FOUND, RpcError, invalid_params
+from camera_service.rpc.registry import MethodRegistry
+
+NOTIFICATION_METHOD = "camera_status_update"
+
+
+class CameraApi:
+    """Reads the monitor's snapshots; the list's JSON is built once per registry version."""
+
+    def __init__(self, monitor: Any, streams: StreamUrls, broadcast: Any = None):
+        self.monitor = monitor
+        self.streams = streams
+        self.broadcast = broadcast
+        self._list_version: Any = None
+        self._list_json: PreEncoded | None = None
+
+    def set_streams(self, streams: StreamUrls) -> None:
+        """`[media]` changed live: URLs in later answers and notifications use the new host."""
+        self.streams = streams
+        self._list_version = None
+
+    def get_camera_list(self, ctx: Any, params: dict[str, Any]) -> PreEncoded:
+        version = self.monitor.version
+        if version != self._list_version or self._list_json is None:
+            cameras = self.monitor.snapshot()
+            payload = {
+                "cameras": [camera_list_entry(c, self.streams) for c in cameras],
+                "total": len(cameras),
+                "connected": sum(1 for c in cameras if c.status == CONNECTED),
+            }
+            self._list_json = PreEncoded(orjson.dumps(payload))
+            self._list_version = version
+        return self._list_json
+
+    def _camera(self, params: dict[str, Any]) -> Camera:
+        device = params.get("device")
+        if device is None:
+            raise invalid_params("device is required: a device path such as /dev/video0 or a "
+                                 "stream name such as camera0")
+        if not isinstance(device, str):
+            raise invalid_params(f"device must be a string, got {type(device).__name__}")
+        camera = self.monitor.get(device)
+        if camera is None:
+            raise RpcError(CAMERA_NOT_FOUND, data={
+                "reason": "no camera with this device path or stream name",
+                "device": device[:256]})
+        return camera
+
+    def get_camera_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return camera_status(self._camera(params), self.streams)
+
+    def get_camera_capabilities(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return camera_capabilities(self._camera(params))
+
+    def on_camera_event(self, event: Any) -> None:
+        """Monitor callback: one notification per change, to authenticated connections."""
+        if self.broadcast is not None:
+            self.broadcast(NOTIFICATION_METHOD, camera_list_entry(event.camera, self.streams))
+
+
+def register(registry: MethodRegistry, api: CameraApi) -> None:
+    registry.add("get_camera_list", api.get_camera_list, "viewer", binds_context=False)
+    registry.add("get_camera_status", api.get_camera_status, "viewer")
+    registry.add("get_camera_capabilities", api.get_camera_capabilities, "viewer")
