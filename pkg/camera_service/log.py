@@ -252,8 +252,9 @@ _ts_cache: tuple[int, str] = (-1, "")
 def format_timestamp(created: float) -> str:
     """ISO-8601 UTC with milliseconds and Z, e.g. 2026-11-26T03:04:05.123Z."""
     global _ts_cache
-    seconds = int(created)
-    millis = int((created - seconds) * 1000)
+    # Rounded as a whole: subtracting the seconds first loses float precision and turns
+    # .123 into .122 for present-day epochs.
+    seconds, millis = divmod(round(created * 1000), 1000)
     cached_seconds, prefix = _ts_cache
     if cached_seconds != seconds:
         # gmtime, never localtime: the Z suffix promises UTC (PROTOCOL 9.13).
