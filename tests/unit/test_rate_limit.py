@@ -114,3 +114,13 @@ def test_never_allows_more_than_burst_plus_rate_times_time(rpm, burst, gaps):
             # The advertised wait is exactly enough to have a token.
             assert retry <= 60.0 / rpm + 1e-9
     assert allowed <= burst + rpm / 60.0 * t + 1e-6
+
+
+def test_refill_is_capped_exactly_at_burst():
+    bucket = TokenBucket(rate_per_minute=60, burst=3)
+    assert bucket.try_take(0.0) == 0.0
+    # 1.5 s of refill on top of 2 tokens would be 3.5; the cap keeps it at 3.
+    assert bucket.try_take(1.5) == 0.0
+    assert bucket.tokens == 2.0
+    assert drain(bucket, 1.5) == 2
+    assert bucket.try_take(1.5) == pytest.approx(1.0)
