@@ -57,8 +57,8 @@ class Session:
     expires_at: float | None = None
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     valid_until: float | None = None
-    role_level: int = 0
-    permissions: tuple[str, ...] = ()
+    role_level: int = field(init=False, default=0)
+    permissions: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         # Derived fields are filled here so that no caller can build a session whose level or
