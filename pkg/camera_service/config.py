@@ -8,6 +8,7 @@ the only one that reads settings from files or the environment (ARCHITECTURE sec
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import dataclasses
 import difflib
@@ -101,11 +102,12 @@ def _parse_list_text(text: str) -> list[Any]:
     return [part.strip() for part in stripped.split(",") if part.strip()]
 
 
-class _Rule:
+class _Rule(abc.ABC):
     expected = ""
 
+    @abc.abstractmethod
     def check(self, value: Any) -> Any:
-        raise NotImplementedError
+        """The stored form of `value`; raises _Invalid when the value breaks the rule."""
 
     def from_env(self, text: str) -> Any:
         return text
@@ -211,7 +213,9 @@ class _AlgorithmList(_Rule):
             if not isinstance(item, str):
                 raise _Invalid()
             if item.lower() == "none":
-                raise _Invalid(f"{item!r} is never accepted (unsigned tokens); expected {self.expected}")
+                raise _Invalid(
+                    f"{item!r} is never accepted (unsigned tokens); expected {self.expected}"
+                )
             if item not in HMAC_ALGORITHMS:
                 raise _Invalid(
                     f"{item!r} is not an HMAC algorithm (only shared-secret algorithms are "
@@ -633,7 +637,9 @@ class ConfigWatcher:
             self._log.debug("configuration reloaded from %s: nothing changed", new.source)
             return True
         self._log.info(
-            "configuration reloaded from %s; changed keys: %s", new.source, ", ".join(sorted(changed))
+            "configuration reloaded from %s; changed keys: %s",
+            new.source,
+            ", ".join(sorted(changed)),
         )
         needs_restart = changed - LIVE_KEYS
         if needs_restart:
@@ -659,11 +665,8 @@ class ConfigWatcher:
         self.reload()
 
     def _on_readable(self) -> None:
-        watcher = self._inotify
-        if watcher is None:
-            return
         relevant = False
-        for event in watcher.read_events():
+        for event in self._inotify.read_events():
             if event.mask & self._overflow_mask or event.name == self._watch_name:
                 relevant = True
             elif event.mask & self._ignored_mask:
@@ -680,12 +683,10 @@ class ConfigWatcher:
     def _schedule_reload(self) -> None:
         # One save is often several events spread over a few reads (create, write, rename);
         # waiting for a short quiet period turns them into one reload of the finished file.
-        loop = self._loop
-        if loop is None:
-            return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_later(self._debounce, self._fire)
+        assert self._loop is not None  # readers exist only between start() and stop()
+        self._timer = self._loop.call_later(self._debounce, self._fire)
 
     def _fire(self) -> None:
         self._timer = None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,57 @@ async def test_initial_snapshot_is_used_as_given(conf_file, recorder):
     assert watcher.current is initial
     assert watcher.reload() is True
     assert changes.calls[0][2] == {"server.max_batch"}
+
+
+async def test_saves_spread_over_several_reads_give_one_reload(started, conf_file):
+    watcher, changes, _ = started
+    # Each write is read by the loop before the next one: the pending reload is pushed back
+    # every time instead of running once per write.
+    for batch in (21, 22, 23):
+        conf_file.write_text(f"[server]\nmax_batch = {batch}\n")
+        await asyncio.sleep(0.02)
+    await changes.wait()
+    await asyncio.sleep(SETTLE)
+    assert len(changes.calls) == 1
+    assert watcher.current.server.max_batch == 23
+
+
+async def test_start_without_a_loop_uses_the_running_one(conf_file, recorder):
+    logger, _ = recorder
+    changes = Changes()
+    watcher = ConfigWatcher(conf_file, changes, env={}, logger=logger)
+    watcher.start()
+    try:
+        conf_file.write_text("[server]\nmax_batch = 80\n")
+        await changes.wait()
+        assert watcher.current.server.max_batch == 80
+    finally:
+        watcher.stop()
+
+
+def test_start_outside_the_main_thread_fails_cleanly(conf_file, recorder):
+    # Signal handlers can only be installed from the main thread; the watcher must then
+    # release the inotify fd and reader it already set up.
+    logger, _ = recorder
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            watcher = ConfigWatcher(conf_file, lambda *a: None, env={}, logger=logger)
+            try:
+                watcher.start(loop)
+            except Exception as exc:
+                result["error"] = exc
+            result["inotify"] = watcher._inotify
+            result["readers"] = len(loop._selector.get_map())  # type: ignore[attr-defined]
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(WAIT)
+    assert isinstance(result["error"], (ValueError, RuntimeError))
+    assert result["inotify"] is None
+    # Only the loop's own self-pipe stays registered.
+    assert result["readers"] == 1

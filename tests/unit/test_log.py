@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -316,7 +317,9 @@ def test_api_key_in_extra_fields_and_nested_structures(out):
                                "jwt_secret", "token", "key")}
 
 
-def test_exception_text_is_redacted(out):
+def test_exception_text_is_redacted(out, monkeypatch):
+    # Only our handlers, so our filter is what formats the traceback.
+    monkeypatch.setattr(logging.getLogger(), "handlers", our_handlers())
     token = make_jwt()
     secret = secrets.token_hex(20)
     register_secret(secret)
@@ -468,3 +471,32 @@ def test_third_party_records_get_the_same_treatment(out):
     logging.getLogger("picows").warning("handshake with %s", token)
     line = lines(out)[0]
     assert (line["logger"], line["msg"]) == ("picows", f"handshake with {REDACTED}")
+
+
+def test_formatter_alone_formats_exceptions():
+    try:
+        raise RuntimeError("plain")
+    except RuntimeError:
+        record = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, __file__, 1, "m", None, sys.exc_info()
+        )
+    data = json.loads(log_module.JsonFormatter().format(record))
+    assert data["exc"].endswith("RuntimeError: plain")
+
+
+def test_forked_child_gets_its_own_correlation_prefix():
+    parent = new_correlation_id().split("-")[0]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report one id and leave without running pytest's teardown
+        try:
+            os.write(write_fd, new_correlation_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    child_id = os.read(read_fd, 100).decode()
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    prefix, counter = child_id.split("-")
+    assert prefix != parent
+    assert counter == "1"
