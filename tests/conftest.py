@@ -17,6 +17,9 @@ from camera_service.app import Application
 from camera_service.client import RpcClient
 from camera_service.config import load_config
 
+# The FUSE fake camera fixtures (fake_v4l2_mount, fake_cameras) for every test directory.
+pytest_plugins = ["camera_service.testing.pytest_plugin"]
+
 TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
 
@@ -40,9 +43,13 @@ def test_overrides(tmp_path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def make_config(test_overrides):
+def make_config(test_overrides, tmp_path):
+    # An empty file of our own, so the default search (./conf/default.toml) plays no part.
+    config_file = tmp_path / "test-config.toml"
+    config_file.write_text("")
+
     def make(extra: dict[str, dict[str, Any]] | None = None):
-        return load_config(None, env={}, overrides=merge(test_overrides, extra))
+        return load_config(config_file, env={}, overrides=merge(test_overrides, extra))
 
     return make
 

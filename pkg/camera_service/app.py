@@ -16,8 +16,12 @@ from camera_service.auth.rate_limit import TokenBucket
 from camera_service.config import Config, ConfigWatcher
 from camera_service.devices.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_MOVED_TO
 from camera_service.devices.inotify import InotifyWatcher
+from camera_service.cameras.monitor import CameraMonitor
+from camera_service.cameras.streams import StreamUrls
+from camera_service.health import health_routes
 from camera_service.log import configure_logging
-from camera_service.methods import core
+from camera_service.methods import cameras, core, system
+from camera_service.metrics import CpuMeter
 from camera_service.rpc._jsonrpc import CallContext, Dispatcher
 from camera_service.rpc.registry import MethodRegistry
 from camera_service.server._listener import LatencyHistogram
@@ -46,7 +50,9 @@ class Services:
         self.gate: core.SessionGate | None = None
         self.dispatcher: Dispatcher | None = None
         self.server: WebSocketServer | None = None
-        self.monitor: Any = None
+        self.monitor: CameraMonitor | None = None
+        self.camera_api: cameras.CameraApi | None = None
+        self.cpu_meter = CpuMeter()
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_monotonic
@@ -81,8 +87,13 @@ class Application:
         services.authenticator = Authenticator(config.security, env=self.env)
         services.gate = core.SessionGate(services.authenticator, config.security.max_auth_failures)
 
+        services.monitor = CameraMonitor.from_config(config)
+        services.camera_api = cameras.CameraApi(services.monitor, StreamUrls.from_config(config))
+
         registry = MethodRegistry()
         core.register(registry, services.gate)
+        cameras.register(registry, services.camera_api)
+        system.register(registry)
         services.dispatcher = Dispatcher(
             registry.entries(), config.server.max_batch, services.gate, services)
 
@@ -92,8 +103,12 @@ class Application:
 
         services.server = WebSocketServer(
             config.server, services.dispatcher, make_context, services.latency,
-            http_routes={}, loop=loop)
+            http_routes=health_routes(services), loop=loop)
+        # Listen first so /health/ready can answer 503 while the first scan runs.
         await services.server.start()
+        services.camera_api.broadcast = services.server.table.broadcast
+        services.monitor.subscribe(services.camera_api.on_camera_event)
+        await services.monitor.start()
         self._watch_api_keys(loop)
         if self.config_path is not None:
             self._config_watcher = ConfigWatcher(
@@ -138,6 +153,11 @@ class Application:
                                            new.security.rate_limit_burst)
         if changed & {"logging.level", "logging.format"}:
             configure_logging(new.logging)
+        if any(key.startswith("media.") for key in changed):
+            services.camera_api.set_streams(StreamUrls.from_config(new))
+        if changed & {"camera.device_range", "camera.probe_timeout"}:
+            services.monitor.probe_timeout = new.camera.probe_timeout
+            services.monitor.set_device_range(new.camera.device_range)
 
     async def stop(self) -> None:
         services = self.services
@@ -151,6 +171,8 @@ class Application:
             self._keys_watcher.close()
         if services.server is not None:
             await services.server.shutdown(self.config.server.shutdown_timeout)
+        if services.monitor is not None:
+            await services.monitor.stop()
         self.services = None
 
 

@@ -43,7 +43,6 @@ cdef bytes _ERROR_HEAD = b'{"jsonrpc":"2.0","error":'
 cdef bytes _ID_SEP = b',"id":'
 cdef bytes _TAIL = b'}'
 cdef bytes _NULL = b'null'
-cdef dict _EMPTY_PARAMS = {}
 
 ROLE_NAMES = {1: "viewer", 2: "operator", 3: "admin"}
 
@@ -346,7 +345,10 @@ cdef class Dispatcher:
         method = req.get("method")
         if type(method) is not str or not method:
             return self._envelope_error(ctx, "method must be a non-empty string", id_json)
-        params = req.get("params", _EMPTY_PARAMS)
+        # A fresh dict when absent: a handler may keep or change what it is given.
+        params = req.get("params")
+        if params is None and "params" not in req:
+            params = {}
         cdef type ptype = type(params)
         if ptype is not dict and ptype is not list:
             return self._envelope_error(ctx, "params must be an object or an array", id_json)
