@@ -1,0 +1,1 @@
+"""Reference servers for the load benchmarks: same answers, same auth handshake, naive code."""
