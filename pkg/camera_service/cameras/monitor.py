@@ -521,9 +521,14 @@ class CameraMonitor:
         if node.retry_timer is not None:
             node.retry_timer.cancel()  # this change is the better moment to try again
             node.retry_timer = None
-        if node.name in self._probes:
+        run = self._probes.get(node.name)
+        if run is not None:
             node.again = True
             node.again_full = node.again_full or not attrib_only
+            if run.timed_out and run.gen != node.gen and not node.settled:
+                # A new node under a name whose last probe is still stuck in the driver: it
+                # cannot be asked anything until that returns, so it is ERROR until then.
+                self._settle_error(node, DeviceTimeout(node.path, "probe", self._probe_timeout))
             return
         self._start_probe(node)
 

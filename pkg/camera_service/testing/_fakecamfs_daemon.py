@@ -126,6 +126,11 @@ class Handle:
 
 class FakeCamFS(mfusepy.Operations):
     use_ns = True
+    # Operations on an open file arrive without a path. Without this, libfuse's high-level
+    # layer holds a lock on the path for the whole request, so a hanging ioctl would block an
+    # unlink of the same node: real unplugs are never held up by a stuck ioctl.
+    flag_nullpath_ok = True
+    flag_nopath = True
 
     def __init__(self) -> None:
         self._mu = threading.Lock()
@@ -133,6 +138,7 @@ class FakeCamFS(mfusepy.Operations):
         self.nodes: dict[str, Node] = {"/": Node(stat.S_IFDIR, 0o755)}
         self.registered: dict[str, dict] = {}
         self.handles: dict[int, Handle] = {}
+        self.dir_handles: dict[int, str] = {}
         self.next_fh = 1
         self.opens = 0
         self.ioctls = 0
@@ -220,10 +226,13 @@ class FakeCamFS(mfusepy.Operations):
 
     # ---- FUSE operations ---------------------------------------------------------------------
 
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
         with self._mu:
             handle = self.handles.get(fh) if fh is not None else None
-            node = handle.node if handle is not None else self._node(path)
+            if handle is not None:
+                node = handle.node
+            else:
+                node = self._node(path if path is not None else self.dir_handles.get(fh, ""))
             is_dir = node.kind == stat.S_IFDIR
             return {
                 "st_mode": node.kind | node.mode,
@@ -236,8 +245,25 @@ class FakeCamFS(mfusepy.Operations):
                 "st_ctime": node.ctime,
             }
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def opendir(self, path: str) -> int:
+        # With nullpath_ok, readdir gets no path: remember it per directory handle.
         with self._mu:
+            if self._node(path).kind != stat.S_IFDIR:
+                raise mfusepy.FuseOSError(errno.ENOTDIR)
+            fh = self.next_fh
+            self.next_fh += 1
+            self.dir_handles[fh] = path
+            return fh
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        with self._mu:
+            self.dir_handles.pop(fh, None)
+        return 0
+
+    def readdir(self, path: str | None, fh: int) -> list[str]:
+        with self._mu:
+            if path is None:
+                path = self.dir_handles.get(fh, "")
             if self._node(path).kind != stat.S_IFDIR:
                 raise mfusepy.FuseOSError(errno.ENOTDIR)
             return [".", "..", *sorted(self._children(path))]
@@ -323,6 +349,9 @@ class FakeCamFS(mfusepy.Operations):
                 del self.nodes[p]
             for p, n in moved.items():
                 self.nodes[new + p[len(old):]] = n
+            for fh, p in list(self.dir_handles.items()):
+                if p in moved:
+                    self.dir_handles[fh] = new + p[len(old):]
         return 0
 
     def chmod(self, path: str, mode: int) -> int:

@@ -1,0 +1,580 @@
+"""CameraMonitor against the FUSE fake cameras: real inotify events, real ioctls, real threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR
+from camera_service.cameras.monitor import CameraEvent, CameraMonitor
+from camera_service.devices import v4l2
+from camera_service.devices.inotify import IN_Q_OVERFLOW, InotifyEvent
+from camera_service.testing import fakecams
+
+pytestmark = pytest.mark.fuse
+
+
+class CountingProbe:
+    """The real probe, counting calls per node name (called from the pool's threads)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._mu = threading.Lock()
+
+    def __call__(self, path: str) -> v4l2.DeviceInfo:
+        with self._mu:
+            self.calls[os.path.basename(path)] += 1
+        return v4l2.probe(path)
+
+
+@pytest.fixture
+async def start_monitor(fake_cameras):
+    monitors: list[CameraMonitor] = []
+
+    async def start(device_dir: str | None = None, **kwargs) -> CameraMonitor:
+        kwargs.setdefault("probe_timeout", 1.0)
+        monitor = CameraMonitor(device_dir or fake_cameras.dev_dir, **kwargs)
+        await monitor.start()
+        monitors.append(monitor)
+        return monitor
+
+    yield start
+    for monitor in monitors:
+        await monitor.stop()
+
+
+async def take(stream, count: int, timeout: float = 5.0) -> list[CameraEvent]:
+    events: list[CameraEvent] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(events) < count:
+                events.append(await anext(stream))
+    except TimeoutError:
+        pytest.fail(f"expected {count} events within {timeout} s, got {_brief(events)}")
+    return events
+
+
+async def quiet(stream, period: float = 0.3) -> list[CameraEvent]:
+    """Whatever else arrives within `period` (expected: nothing)."""
+    extra: list[CameraEvent] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(period):
+            while True:
+                extra.append(await anext(stream))
+    return extra
+
+
+def _brief(events: list[CameraEvent]) -> list[tuple[str, str, str]]:
+    return [(e.kind, os.path.basename(e.camera.device), e.camera.status) for e in events]
+
+
+def names(monitor: CameraMonitor) -> list[str]:
+    return [os.path.basename(c.device) for c in monitor.snapshot()]
+
+
+# ---- initial scan -----------------------------------------------------------------------------
+
+
+async def test_initial_scan_lists_capture_nodes_and_errors_without_events(fake_cameras, start_monitor):
+    fake_cameras.add("video0", fakecams.uvc_camera())
+    fake_cameras.add("video1", fakecams.metadata_node())
+    fake_cameras.add("video2", fakecams.querycap_eio_camera())
+    fake_cameras.add("video10", fakecams.fractional_camera())
+    fake_cameras.add("vbi0", fakecams.uvc_camera())  # not a videoN name
+    seen: list[CameraEvent] = []
+    monitor = CameraMonitor(fake_cameras.dev_dir, probe_timeout=1.0)
+    monitor.subscribe(seen.append)
+    assert (monitor.state, monitor.first_scan_done) == ("stopped", False)
+    try:
+        await monitor.start()
+        await monitor.wait_ready(5)
+        assert monitor.state == "running" and monitor.first_scan_done
+        assert names(monitor) == ["video0", "video2", "video10"]  # by number, metadata skipped
+        cam0, cam2, cam10 = monitor.snapshot()
+        assert (cam0.status, cam0.name, cam0.resolution, cam0.fps) == (
+            CONNECTED, "Fake USB Camera", "640x480", 30,
+        )
+        assert cam0.device == os.path.join(fake_cameras.dev_dir, "video0")
+        assert (cam2.status, cam2.name, cam2.resolution, cam2.fps, cam2.formats) == (
+            ERROR, "Camera 2", "", 0, (),
+        )
+        assert "VIDIOC_QUERYCAP" in cam2.error and "errno 5" in cam2.error
+        assert (cam10.fps, cam10.frame_rates, cam10.fps_options) == (7.5, (15, 7.5), (15, 7.5))
+        assert monitor.get(cam0.device) is cam0
+        assert monitor.get("camera10") is cam10
+        assert monitor.get("/dev/video0") is None  # a different directory
+        assert monitor.get("camera1") is None and monitor.get("camera01") is None
+        assert monitor.get(os.path.join(fake_cameras.dev_dir, "video1")) is None
+        await asyncio.sleep(0.2)
+        assert seen == []  # cameras present at start-up are not announced
+    finally:
+        await monitor.stop()
+    assert monitor.state == "stopped"
+
+
+async def test_ready_at_once_for_an_empty_directory(start_monitor):
+    monitor = await start_monitor()
+    assert monitor.ready.is_set() and monitor.snapshot() == ()
+
+
+# ---- hot-plug -----------------------------------------------------------------------------------
+
+
+async def test_hotplug_add_remove_readd(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe=probe)
+    stream = monitor.events()
+    v0 = monitor.version
+
+    fake_cameras.add("video3", fakecams.uvc_camera())
+    (ev,) = await take(stream, 1)
+    assert ev.kind == "CONNECTED"
+    assert (ev.camera.device, ev.camera.status, ev.camera.name) == (
+        fake_cameras.path("video3"), CONNECTED, "Fake USB Camera",
+    )
+    assert monitor.snapshot() == (ev.camera,) and monitor.version == v0 + 1
+    assert await quiet(stream) == []
+
+    fake_cameras.remove("video3")
+    (ev,) = await take(stream, 1)
+    assert ev.kind == "DISCONNECTED"
+    assert (ev.camera.status, ev.camera.name, ev.camera.resolution, ev.camera.fps) == (
+        DISCONNECTED, "Fake USB Camera", "640x480", 30,
+    )
+    assert monitor.snapshot() == () and monitor.version == v0 + 2
+
+    fake_cameras.add("video3", fakecams.fractional_camera())
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.name, ev.camera.fps) == ("CONNECTED", "Fake Slow Camera", 7.5)
+    assert await quiet(stream) == []
+    assert probe.calls == {"video3": 2}
+    assert monitor.version == v0 + 3
+
+
+async def test_udev_style_event_pairs_give_one_probe_and_one_event(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe=probe)
+    stream = monitor.events()
+    fake_cameras.add("video0", fakecams.uvc_camera())  # IN_CREATE + IN_ATTRIB
+    fake_cameras.chmod("video0", 0o660)  # IN_ATTRIB
+    os.chown(fake_cameras.path("video0"), 0, 44)  # IN_ATTRIB ("video" group)
+    (ev,) = await take(stream, 1)
+    assert ev.kind == "CONNECTED"
+    # Same again, with the loop reading in between each step.
+    fake_cameras.register("video1", fakecams.uvc_camera(card="Second"))
+    os.close(os.open(fake_cameras.path("video1"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    await asyncio.sleep(0)
+    fake_cameras.chmod("video1", 0o660)
+    await asyncio.sleep(0.05)
+    fake_cameras.chmod("video1", 0o666)
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.name) == ("CONNECTED", "Second")
+    assert await quiet(stream) == []
+    assert probe.calls == {"video0": 1, "video1": 1}
+
+
+async def test_burst_within_one_read_gives_one_event_per_surviving_camera(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe=probe)
+    stream = monitor.events()
+    # 20 changes made while the loop cannot run: the monitor sees them as one batch.
+    for n in range(10):
+        fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
+    for n in range(0, 10, 2):
+        fake_cameras.remove(f"video{n}")
+    for n in range(10, 15):
+        fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
+    survivors = [1, 3, 5, 7, 9, 10, 11, 12, 13, 14]
+    events = await take(stream, len(survivors))
+    assert sorted(_brief(events), key=lambda e: int(e[1][5:])) == [
+        ("CONNECTED", f"video{n}", CONNECTED) for n in survivors
+    ]
+    assert await quiet(stream) == []
+    assert names(monitor) == [f"video{n}" for n in survivors]
+    assert probe.calls == {f"video{n}": 1 for n in survivors}
+
+    for n in survivors:
+        fake_cameras.remove(f"video{n}")
+    events = await take(stream, len(survivors))
+    assert sorted(_brief(events), key=lambda e: int(e[1][5:])) == [
+        ("DISCONNECTED", f"video{n}", DISCONNECTED) for n in survivors
+    ]
+    assert await quiet(stream) == [] and monitor.snapshot() == ()
+
+
+async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_monitor):
+    monitor = await start_monitor()
+    stream = monitor.events()
+    specs = {f"video{n}": fakecams.uvc_camera(card=f"Cam {n}") for n in range(12)}
+
+    def burst() -> None:  # 20 changes from another thread while the loop runs
+        for n in range(12):
+            fake_cameras.add(f"video{n}", specs[f"video{n}"])
+        for n in range(0, 8):
+            fake_cameras.remove(f"video{n}")
+
+    await asyncio.to_thread(burst)
+    expected = ["video8", "video9", "video10", "video11"]
+    deadline = time.monotonic() + 5
+    while names(monitor) != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert names(monitor) == expected
+    events: list[CameraEvent] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            while True:
+                events.append(await anext(stream))
+    per_name: dict[str, list[str]] = {}
+    for ev in events:
+        per_name.setdefault(os.path.basename(ev.camera.device), []).append(ev.kind)
+    for name, kinds in per_name.items():
+        # Never two events in a row of the same kind: each is a real change.
+        assert all(a != b for a, b in zip(kinds, kinds[1:])), (name, kinds)
+        assert kinds[0] == "CONNECTED"
+        assert kinds[-1] == ("CONNECTED" if name in expected else "DISCONNECTED"), (name, kinds)
+    for name in expected:
+        assert per_name[name] == ["CONNECTED"]
+
+
+# ---- permissions, faults, timeouts ----------------------------------------------------------------
+
+
+async def test_permission_fixed_after_appearing(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe=probe)
+    stream = monitor.events()
+    fake_cameras.add_unreadable("video0", fakecams.uvc_camera())  # IN_CREATE, open -> EACCES
+    await asyncio.sleep(0.08)  # inside the retry window
+    assert monitor.snapshot() == ()  # not listed while udev is still at work
+    fake_cameras.chmod("video0", 0o660)  # IN_ATTRIB
+    (ev,) = await take(stream, 1, timeout=2)
+    assert (ev.kind, ev.camera.status) == ("CONNECTED", CONNECTED)
+    assert await quiet(stream, 0.8) == []  # no leftover retry fires afterwards
+    assert 2 <= probe.calls["video0"] <= 3
+
+
+async def test_permission_never_fixed_becomes_error_then_recovers(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe=probe)
+    stream = monitor.events()
+    t0 = time.monotonic()
+    fake_cameras.add_unreadable("video0", fakecams.uvc_camera())
+    (ev,) = await take(stream, 1, timeout=3)
+    elapsed = time.monotonic() - t0
+    assert (ev.kind, ev.camera.status, ev.camera.name) == ("STATUS_CHANGED", ERROR, "Camera 0")
+    assert "Permission denied" in ev.camera.error
+    assert elapsed >= sum((0.05, 0.1, 0.2, 0.4)) - 0.01
+    assert probe.calls["video0"] == 5  # first try + 4 bounded retries
+    assert monitor.snapshot() == (ev.camera,)
+
+    fake_cameras.chmod("video0", 0o666)
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.status, ev.camera.name) == (
+        "STATUS_CHANGED", CONNECTED, "Fake USB Camera",
+    )
+    assert await quiet(stream) == []
+
+
+async def test_vanishing_and_broken_cameras_are_error(fake_cameras, start_monitor):
+    monitor = await start_monitor()
+    stream = monitor.events()
+    fake_cameras.add("video4", fakecams.vanishing_camera())
+    fake_cameras.add("video5", fakecams.querycap_eio_camera())
+    fake_cameras.add("video6", fakecams.busy_camera())
+    events = {os.path.basename(e.camera.device): e for e in await take(stream, 3, timeout=3)}
+    assert {n: (e.kind, e.camera.status) for n, e in events.items()} == {
+        "video4": ("STATUS_CHANGED", ERROR),
+        "video5": ("STATUS_CHANGED", ERROR),
+        "video6": ("STATUS_CHANGED", ERROR),
+    }
+    assert "errno 19" in events["video4"].camera.error  # ENODEV after the retries
+    assert "errno 5" in events["video5"].camera.error
+    assert "errno 16" in events["video6"].camera.error
+    fake_cameras.remove("video5")
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.device, ev.camera.status) == (
+        "DISCONNECTED", fake_cameras.path("video5"), DISCONNECTED,
+    )
+
+
+async def test_hung_probe_turns_error_and_the_loop_keeps_serving(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe_timeout=0.3, probe=probe)
+    stream = monitor.events()
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+    stop_ticks = False
+
+    def tick(expected: float) -> None:
+        lateness.append(loop.time() - expected)
+        if not stop_ticks:
+            loop.call_later(0.01, tick, loop.time() + 0.01)
+
+    loop.call_later(0.01, tick, loop.time() + 0.01)
+    t0 = time.monotonic()
+    # The daemon holds QUERYCAP for 3 s (bounded; released at the end of the test).
+    fake_cameras.add("video0", fakecams.hanging_camera(seconds=3.0))
+    fake_cameras.add("video1", fakecams.uvc_camera())
+    first, second = await take(stream, 2, timeout=2)
+    assert (first.kind, os.path.basename(first.camera.device)) == ("CONNECTED", "video1")
+    assert (second.kind, second.camera.status, os.path.basename(second.camera.device)) == (
+        "STATUS_CHANGED", ERROR, "video0",
+    )
+    elapsed = time.monotonic() - t0
+    assert 0.3 <= elapsed < 1.0, elapsed
+    assert "no answer within 0.3 s" in second.camera.error
+
+    # While the probe is stuck, another change must not start a second probe of that node.
+    fake_cameras.chmod("video0", 0o660)
+    await asyncio.sleep(0.2)
+    assert probe.calls["video0"] == 1
+    stop_ticks = True
+    assert len(lateness) > 20 and max(lateness) < 0.1, max(lateness)
+
+    # Once the device answers again, the pending change is probed and the camera recovers.
+    fake_cameras.set_faults("video0", {})
+    fake_cameras.release_hangs()
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.status, ev.camera.name) == (
+        "STATUS_CHANGED", CONNECTED, "Fake Hanging Camera",
+    )
+    assert probe.calls["video0"] == 2
+
+
+async def test_replugged_while_the_old_probe_is_stuck(fake_cameras, start_monitor):
+    probe = CountingProbe()
+    monitor = await start_monitor(probe_timeout=0.2, probe=probe)
+    stream = monitor.events()
+    fake_cameras.add("video0", fakecams.hanging_camera(seconds=3.0))
+    (ev,) = await take(stream, 1)
+    assert ev.camera.status == ERROR
+    fake_cameras.remove("video0")
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.status) == ("DISCONNECTED", DISCONNECTED)
+    fake_cameras.add("video0", fakecams.uvc_camera(card="Replacement"))
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.status) == ("STATUS_CHANGED", ERROR)  # path still stuck
+    assert probe.calls["video0"] == 1
+    fake_cameras.release_hangs()
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.status, ev.camera.name) == ("STATUS_CHANGED", CONNECTED, "Replacement")
+    assert probe.calls["video0"] == 2
+
+
+# ---- idle, overflow, directory lifecycle -------------------------------------------------------
+
+
+async def test_no_wakeups_while_nothing_changes(fake_cameras, start_monitor):
+    for n in range(3):
+        fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
+    monitor = await start_monitor()
+    await monitor.wait_ready(5)
+    await asyncio.sleep(0.1)
+    before = monitor.wakeups
+    assert before >= 3  # the probes' completions were counted
+    await asyncio.sleep(1.0)
+    assert monitor.wakeups == before
+    fake_cameras.remove("video1")
+    await asyncio.sleep(0.1)
+    assert monitor.wakeups == before + 1  # exactly one reader callback for the unplug
+
+
+async def test_real_queue_overflow_rescans(fake_cameras, start_monitor):
+    knob = "/proc/sys/fs/inotify/max_queued_events"
+    try:
+        with open(knob) as f:
+            original = f.read().strip()
+        with open(knob, "w") as f:
+            f.write("8")
+    except OSError as exc:
+        pytest.skip(f"cannot lower {knob}: {exc}")
+    try:
+        # The limit is copied into the inotify instance when it is created.
+        monitor = await start_monitor()
+    finally:
+        with open(knob, "w") as f:
+            f.write(original)
+    stream = monitor.events()
+    for n in range(10):  # 20 events into a queue of 8, while the loop is not reading
+        fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
+    events = await take(stream, 10)
+    assert monitor.overflows == 1
+    assert sorted(_brief(events), key=lambda e: int(e[1][5:])) == [
+        ("CONNECTED", f"video{n}", CONNECTED) for n in range(10)
+    ]
+    assert await quiet(stream) == []
+
+
+async def test_lost_events_are_recovered_by_the_overflow_rescan(fake_cameras, start_monitor):
+    fake_cameras.add("video0", fakecams.uvc_camera(card="Stays"))
+    fake_cameras.add("video1", fakecams.uvc_camera(card="Leaves"))
+    fake_cameras.add("video2", fakecams.uvc_camera(card="Replaced"))
+    monitor = await start_monitor()
+    await monitor.wait_ready(5)
+    stream = monitor.events()
+    # Lose the events on purpose: drain the fd behind the monitor's back.
+    fake_cameras.remove("video1")
+    fake_cameras.remove("video2")
+    fake_cameras.add("video2", fakecams.mplane_camera())
+    fake_cameras.add("video3", fakecams.uvc_camera(card="Arrives"))
+    assert monitor._watcher is not None
+    assert len(monitor._watcher.read_events()) == 6
+    monitor._handle_events([InotifyEvent(-1, IN_Q_OVERFLOW, 0, "")])
+    events = await take(stream, 4)
+    assert sorted((e.kind, e.camera.name, e.camera.status) for e in events) == [
+        ("CONNECTED", "Arrives", CONNECTED),
+        ("CONNECTED", "Fake ISP Camera", CONNECTED),
+        ("DISCONNECTED", "Leaves", DISCONNECTED),
+        ("DISCONNECTED", "Replaced", DISCONNECTED),
+    ]
+    assert [c.name for c in monitor.snapshot()] == ["Stays", "Fake ISP Camera", "Arrives"]
+    assert await quiet(stream) == []
+
+
+async def test_device_dir_deleted_and_recreated(fake_cameras, start_monitor):
+    sub = fake_cameras.mkdir("sub")
+    fake_cameras.add("sub/video0", fakecams.uvc_camera())
+    fake_cameras.add("sub/video1", fakecams.fractional_camera())
+    monitor = await start_monitor(sub)
+    await monitor.wait_ready(5)
+    assert names(monitor) == ["video0", "video1"]
+    assert monitor.get(os.path.join(sub, "video0")).status == CONNECTED
+    stream = monitor.events()
+
+    fake_cameras.remove("sub/video0")
+    fake_cameras.remove("sub/video1")
+    os.rmdir(sub)
+    events = await take(stream, 2)
+    assert sorted(_brief(events)) == [
+        ("DISCONNECTED", "video0", DISCONNECTED), ("DISCONNECTED", "video1", DISCONNECTED),
+    ]
+    await asyncio.sleep(0.1)
+    assert monitor.state == "running" and monitor.snapshot() == ()
+
+    fake_cameras.mkdir("sub")
+    fake_cameras.add("sub/video2", fakecams.uvc_camera(card="Back"))
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.name, ev.camera.device) == (
+        "CONNECTED", "Back", os.path.join(sub, "video2"),
+    )
+    assert await quiet(stream) == []
+
+
+async def test_device_dir_moved_away_and_back(fake_cameras, start_monitor):
+    sub = fake_cameras.mkdir("sub")
+    fake_cameras.add("sub/video0", fakecams.uvc_camera())
+    monitor = await start_monitor(sub)
+    await monitor.wait_ready(5)
+    stream = monitor.events()
+    aside = os.path.join(fake_cameras.dev_dir, "aside")
+    os.rename(sub, aside)  # IN_MOVE_SELF: the cameras left with the directory
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.device) == ("DISCONNECTED", os.path.join(sub, "video0"))
+    fake_cameras.add("aside/video5", fakecams.uvc_camera())  # not watched any more
+    assert await quiet(stream, 0.2) == []
+    os.rename(aside, sub)  # comes back with two cameras in it
+    events = await take(stream, 2)
+    assert sorted(_brief(events)) == [
+        ("CONNECTED", "video0", CONNECTED), ("CONNECTED", "video5", CONNECTED),
+    ]
+
+
+async def test_directory_created_after_start(fake_cameras, start_monitor):
+    later = os.path.join(fake_cameras.dev_dir, "a", "b")
+    monitor = await start_monitor(later)
+    assert monitor.ready.is_set() and monitor.state == "running" and monitor.snapshot() == ()
+    stream = monitor.events()
+    fake_cameras.mkdir("a")
+    fake_cameras.mkdir("a/b")
+    fake_cameras.add("a/b/video7", fakecams.uvc_camera())
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.device) == ("CONNECTED", os.path.join(later, "video7"))
+    assert monitor.wakeups <= 4
+
+
+async def test_device_range_filters_and_can_change_live(fake_cameras, start_monitor):
+    for n in range(3):
+        fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
+    monitor = await start_monitor(device_range=(0, 2))
+    await monitor.wait_ready(5)
+    assert names(monitor) == ["video0", "video2"]
+    stream = monitor.events()
+    fake_cameras.add("video3", fakecams.uvc_camera())
+    assert await quiet(stream, 0.2) == []
+    monitor.set_device_range([1, 3])
+    events = await take(stream, 4)
+    assert sorted(_brief(events)) == [
+        ("CONNECTED", "video1", CONNECTED), ("CONNECTED", "video3", CONNECTED),
+        ("DISCONNECTED", "video0", DISCONNECTED), ("DISCONNECTED", "video2", DISCONNECTED),
+    ]
+    assert names(monitor) == ["video1", "video3"]
+
+
+async def test_32_cameras(fake_cameras, start_monitor):
+    for name, spec in fakecams.many_cameras(32).items():
+        fake_cameras.add(name, spec)
+    monitor = await start_monitor()
+    await monitor.wait_ready(10)
+    assert names(monitor) == [f"video{n}" for n in range(32)]
+    assert {c.status for c in monitor.snapshot()} == {CONNECTED}
+    stream = monitor.events()
+    for name, spec in fakecams.many_cameras(32, first=32).items():
+        fake_cameras.add(name, spec)
+    events = await take(stream, 32, timeout=10)
+    assert sorted(int(e.camera.device.rsplit("video", 1)[1]) for e in events) == list(range(32, 64))
+    assert len(monitor.snapshot()) == 64
+
+
+# ---- API surface ----------------------------------------------------------------------------------
+
+
+async def test_stop_releases_the_fd_and_ends_streams(fake_cameras):
+    def fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    fake_cameras.add("video0", fakecams.uvc_camera())
+    before = fds()
+    monitor = CameraMonitor(fake_cameras.dev_dir)
+    await monitor.start()
+    await monitor.wait_ready(5)
+    stream = monitor.events()
+    assert len(fds() - before) == 1  # the inotify fd (no camera is held open)
+    await monitor.stop()
+    assert fds() == before
+    assert monitor.state == "stopped"
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    await monitor.stop()  # idempotent
+
+
+async def test_subscribers_and_streams_are_independent(fake_cameras, start_monitor):
+    monitor = await start_monitor()
+    got: list[str] = []
+
+    def broken(event: CameraEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    monitor.subscribe(broken)
+    unsubscribe = monitor.subscribe(lambda e: got.append(e.kind))
+    async with monitor.events() as stream:
+        fake_cameras.add("video0", fakecams.uvc_camera())
+        (ev,) = await take(stream, 1)
+    assert ev.kind == "CONNECTED" and got == ["CONNECTED"]
+    unsubscribe()
+    fake_cameras.remove("video0")
+    await asyncio.sleep(0.2)
+    assert got == ["CONNECTED"]
+
+
+async def test_probe_timeout_is_live(fake_cameras, start_monitor):
+    monitor = await start_monitor(probe_timeout=5.0)
+    monitor.probe_timeout = 0.2
+    stream = monitor.events()
+    fake_cameras.add("video0", fakecams.hanging_camera(seconds=2.0))
+    (ev,) = await take(stream, 1, timeout=1.0)
+    assert ev.camera.status == ERROR and "0.2 s" in ev.camera.error
