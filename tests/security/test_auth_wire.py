@@ -384,10 +384,6 @@ async def test_per_request_token_of_wrong_type_is_invalid_params(connect):
     assert "auth_token" in err.data["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a per-request auth_token/token of null answers -32001 'Authentication failed' "
-    "(reason 'API key must be a string') instead of -32602 naming the parameter "
-    "(PROTOCOL 2; authenticate itself answers -32602 for the same value)"))
 @pytest.mark.parametrize("param", ["auth_token", "token"])
 async def test_per_request_null_token_is_invalid_params(connect, param):
     client = await connect("viewer")

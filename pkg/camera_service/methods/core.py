@@ -18,16 +18,15 @@ def bind_session(ctx: CallContext, session: Session) -> None:
     ctx.set_session(session, session.role_level, 0.0 if valid_until is None else valid_until)
 
 
-def token_param(params: dict[str, Any], required: bool) -> str | None:
-    """`auth_token`, or its alias `token`; must be a string when present."""
+def token_param(params: dict[str, Any]) -> str:
+    """`auth_token`, or its alias `token`: present and a string, else -32602 naming it."""
     name = "auth_token" if "auth_token" in params else "token"
-    token = params.get(name)
-    if token is None:
-        if required:
-            raise invalid_params("auth_token (or token) is required: a JWT or an API key string")
-        return None
+    if name not in params:
+        raise invalid_params("auth_token (or token) is required: a JWT or an API key string")
+    token = params[name]
     if not isinstance(token, str):
-        raise invalid_params(f"{name} must be a string, got {type(token).__name__}")
+        got = "null" if token is None else type(token).__name__
+        raise invalid_params(f"{name} must be a string, got {got}")
     return token
 
 
@@ -39,7 +38,7 @@ class SessionGate:
         self.max_auth_failures = max_auth_failures
 
     def authenticate(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-        token = token_param(params, required=True)
+        token = token_param(params)
         auth_type = params.get("auth_type", "auto")
         if auth_type not in AUTH_TYPES:
             raise invalid_params(f"auth_type must be one of {', '.join(AUTH_TYPES)}")
@@ -60,7 +59,7 @@ class SessionGate:
         """Validate a token passed inside a protected call's params; returns the role level
         that call runs with. It becomes the session when the connection has none (or only an
         expired one)."""
-        token = token_param(params, required=False)
+        token = token_param(params)
         try:
             session = self.authenticator.authenticate(token, "auto", client_id=ctx.client_id)
         except AuthenticationFailed as exc:

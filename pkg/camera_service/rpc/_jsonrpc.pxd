@@ -18,6 +18,7 @@ cdef class CallContext:
 
 cdef class MethodEntry:
     cdef readonly str name
+    cdef readonly bytes name_utf8
     cdef readonly object handler
     cdef readonly int role_level
     cdef readonly bint is_async
@@ -28,6 +29,7 @@ cdef class MethodEntry:
 
 cdef class Dispatcher:
     cdef dict _methods
+    cdef list _entry_list
     cdef public int max_batch
     cdef public object authorizer
     cdef public object services
@@ -39,6 +41,10 @@ cdef class Dispatcher:
     cpdef object handle(self, CallContext ctx, bytes payload)
     cdef object _handle_batch(self, CallContext ctx, list items, bytes payload)
     cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index)
+    cdef object _invoke(self, CallContext ctx, MethodEntry entry, object params, bytes id_json,
+                        bint has_id)
+    cdef object _fast_path(self, CallContext ctx, bytes payload)
+    cdef object _find_entry(self, const char* name, Py_ssize_t size)
     cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback)
     cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json)
     cdef void _count_request(self, CallContext ctx)

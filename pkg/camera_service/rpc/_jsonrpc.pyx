@@ -30,7 +30,7 @@ from camera_service.rpc.errors import (
 )
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 cdef object _loads = orjson.loads
@@ -99,6 +99,7 @@ cdef class MethodEntry:
 
     def __init__(self, str name, handler, int role_level, bint is_async, bint binds_context):
         self.name = name
+        self.name_utf8 = name.encode()
         self.handler = handler
         self.role_level = role_level
         self.is_async = is_async
@@ -228,6 +229,54 @@ cdef inline bint _is_valid_id(object value):
     return t is str or t is int or t is float or value is None
 
 
+cdef object _NOT_SIMPLE = object()
+
+
+cdef inline Py_ssize_t _skip_ws(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    while i < n and (p[i] == b' ' or p[i] == b'\n' or p[i] == b'\r' or p[i] == b'\t'):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _plain_string_end(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Index of the closing quote of a string starting at i (after its opening quote), or -1
+    if it has an escape or a control character (those go to the general path)."""
+    cdef unsigned char c
+    while i < n:
+        c = <unsigned char>p[i]
+        if c == b'"':
+            return i
+        if c == b'\\' or c < 0x20:
+            return -1
+        i += 1
+    return -1
+
+
+cdef inline Py_ssize_t _simple_id_end(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """End of an id at i that can be echoed byte for byte: null, a plain string, or an
+    integer in JSON's grammar of at most 18 digits (exact in every client). -1 otherwise."""
+    cdef Py_ssize_t start = i, digits
+    cdef Py_ssize_t end
+    if p[i] == b'"':
+        end = _plain_string_end(p, i + 1, n)
+        return -1 if end < 0 else end + 1
+    if i + 4 <= n and memcmp(p + i, b"null", 4) == 0:
+        return i + 4
+    if p[i] == b'-':
+        i += 1
+    digits = i
+    while i < n and b'0' <= p[i] <= b'9':
+        i += 1
+    digits = i - digits
+    if digits == 0 or digits > 18:
+        return -1
+    if digits > 1 and p[i - digits] == b'0':
+        return -1  # leading zero: not JSON
+    if i < n and (p[i] == b'.' or p[i] == b'e' or p[i] == b'E'):
+        return -1  # a float: the general path normalises it
+    return i
+
+
 class _Deferred:
     """An async handler call inside a batch: awaited together, then sent as one array."""
     __slots__ = ("coro",)
@@ -243,6 +292,7 @@ cdef class Dispatcher:
         self._methods = {}
         for entry in methods:
             self._methods[entry.name] = entry
+        self._entry_list = list(self._methods.values())
         self.max_batch = max_batch
         self.authorizer = authorizer
         self.services = services
@@ -270,6 +320,11 @@ cdef class Dispatcher:
 
     cpdef object handle(self, CallContext ctx, bytes payload):
         """Bytes to send back for one text message, or None."""
+        out = self._fast_path(ctx, payload)
+        if out is not _NOT_SIMPLE:
+            if type(out) is _Deferred:  # pragma: no cover - async entries never take it
+                raise AssertionError("async handler on the fast path")
+            return out
         try:
             doc = _decode(payload)
         except _ParseFailure as exc:
@@ -365,29 +420,133 @@ cdef class Dispatcher:
                     "reason": "params must be an object (this method takes named parameters)"})
             if (<MethodEntry>entry).role_level:
                 self._authorize(ctx, <MethodEntry>entry, <dict>params)
-            if (<MethodEntry>entry).is_async:
-                return _Deferred(self._call_async(ctx, <MethodEntry>entry, params, id_json, has_id))
-            if (<MethodEntry>entry).binds_context:
-                result = self._call_bound(ctx, <MethodEntry>entry, params)
-            else:
-                result = (<MethodEntry>entry).handler(ctx, params)
-            if not has_id:
-                return None
-            return _encode_result(result, id_json)
         except RpcError as exc:
             self._count_error(exc.code, ctx)
             if entry is not None:
                 (<MethodEntry>entry).errors += 1
             return _error_from(exc, id_json) if has_id else None
+        return self._invoke(ctx, <MethodEntry>entry, params, id_json, has_id)
+
+    cdef object _invoke(self, CallContext ctx, MethodEntry entry, object params, bytes id_json,
+                        bint has_id):
+        """Run an admitted, authorized call; the response bytes, None, or a _Deferred."""
+        if entry.is_async:
+            return _Deferred(self._call_async(ctx, entry, params, id_json, has_id))
+        try:
+            if entry.binds_context:
+                result = self._call_bound(ctx, entry, params)
+            else:
+                result = entry.handler(ctx, params)
+            if not has_id:
+                return None
+            return _encode_result(result, id_json)
+        except RpcError as exc:
+            self._count_error(exc.code, ctx)
+            entry.errors += 1
+            return _error_from(exc, id_json) if has_id else None
         except Exception:
             self._count_error(INTERNAL_ERROR, ctx)
-            _log.error("internal error in %s", method, exc_info=True, extra={
+            entry.errors += 1
+            _log.error("internal error in %s", entry.name, exc_info=True, extra={
                 "correlation_id": ctx.correlation_id, "client_id": ctx.client_id})
             if not has_id:
                 return None
             return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
                 "reason": "the server failed to process this request",
                 "correlation_id": ctx.correlation_id}, id_json)
+
+    cdef object _fast_path(self, CallContext ctx, bytes payload):
+        """The common request, answered without building the envelope dict.
+
+        Handles exactly `{"jsonrpc":"2.0","method":M,"id":ID}` in any key order, with `id`
+        optional, ID an integer of at most 18 digits, null or a string without escapes, and M a
+        string without escapes naming a known sync method the session may call. Anything else,
+        and any failure, returns _NOT_SIMPLE before a counter moves, so the general path
+        answers it with the same bytes it would have produced anyway.
+        """
+        cdef const char* p = PyBytes_AS_STRING(payload)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        cdef Py_ssize_t i, key_start, key_len, method_start = -1, method_len = 0
+        cdef Py_ssize_t id_start = -1, id_len = 0
+        cdef bint seen_version = False
+        cdef char c
+        i = _skip_ws(p, 0, n)
+        if i >= n or p[i] != b'{':
+            return _NOT_SIMPLE
+        i += 1
+        while True:
+            i = _skip_ws(p, i, n)
+            if i >= n or p[i] != b'"':
+                return _NOT_SIMPLE
+            key_start = i + 1
+            key_len = _plain_string_end(p, key_start, n) - key_start
+            if key_len < 0:
+                return _NOT_SIMPLE
+            i = _skip_ws(p, key_start + key_len + 1, n)
+            if i >= n or p[i] != b':':
+                return _NOT_SIMPLE
+            i = _skip_ws(p, i + 1, n)
+            if i >= n:
+                return _NOT_SIMPLE
+            if key_len == 7 and memcmp(p + key_start, b"jsonrpc", 7) == 0 and not seen_version:
+                if i + 5 > n or memcmp(p + i, b'"2.0"', 5) != 0:
+                    return _NOT_SIMPLE
+                seen_version = True
+                i += 5
+            elif key_len == 6 and memcmp(p + key_start, b"method", 6) == 0 and method_start < 0:
+                if p[i] != b'"':
+                    return _NOT_SIMPLE
+                method_start = i + 1
+                method_len = _plain_string_end(p, method_start, n) - method_start
+                if method_len <= 0:
+                    return _NOT_SIMPLE
+                i = method_start + method_len + 1
+            elif key_len == 2 and memcmp(p + key_start, b"id", 2) == 0 and id_start < 0:
+                id_start = i
+                id_len = _simple_id_end(p, i, n) - i
+                if id_len <= 0:
+                    return _NOT_SIMPLE
+                i += id_len
+            else:
+                return _NOT_SIMPLE  # params, unknown keys, duplicates: general path
+            i = _skip_ws(p, i, n)
+            if i >= n:
+                return _NOT_SIMPLE
+            c = p[i]
+            i += 1
+            if c == b'}':
+                break
+            if c != b',':
+                return _NOT_SIMPLE
+        if _skip_ws(p, i, n) != n or not seen_version or method_start < 0:
+            return _NOT_SIMPLE
+
+        entry = self._find_entry(p + method_start, method_len)
+        if entry is None or (<MethodEntry>entry).is_async:
+            return _NOT_SIMPLE
+        if (<MethodEntry>entry).role_level:
+            if ctx.role_level < (<MethodEntry>entry).role_level:
+                return _NOT_SIMPLE
+            if ctx.expires_at and _realtime() >= ctx.expires_at:
+                return _NOT_SIMPLE
+        if ctx.bucket is not None and ctx.bucket.try_take(_monotonic()):
+            return _NOT_SIMPLE  # refused: the general path takes again, is refused, answers
+        self._count_request(ctx)
+        (<MethodEntry>entry).calls += 1
+        cdef bint has_id = id_start >= 0
+        cdef bytes id_json = PyBytes_FromStringAndSize(p + id_start, id_len) if has_id else _NULL
+        return self._invoke(ctx, <MethodEntry>entry, {}, id_json, has_id)
+
+    cdef object _find_entry(self, const char* name, Py_ssize_t size):
+        # A handful of methods: comparing lengths and bytes beats building a str to hash.
+        cdef MethodEntry entry
+        cdef bytes encoded
+        for entry in self._entry_list:
+            encoded = entry.name_utf8
+            if PyBytes_GET_SIZE(encoded) == size and memcmp(
+                    PyBytes_AS_STRING(encoded), name, size) == 0:
+                return entry
+        return None
 
     cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback):
         # A float id may be an integer beyond 64 bits that orjson rounded: re-read it exactly.
