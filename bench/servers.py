@@ -25,6 +25,8 @@ from bench.common import check_loopback, free_port, pin_process, ws_url
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = {
     "ours": ["-m", "camera_service", "serve"],
+    # Same code path as `serve` (load_config + app.run) for when the CLI module cannot import.
+    "ours-direct": ["-m", "bench.serve_ours"],
     "naive": ["-m", "bench.baselines.naive_picows"],
     "websockets": ["-m", "bench.baselines.websockets_server"],
 }
@@ -50,6 +52,20 @@ def write_config(path: str, sections: dict[str, dict[str, Any]]) -> None:
         f.write("\n".join(lines) + "\n")
 
 
+_CLI_OK: bool | None = None
+
+
+def _cli_importable() -> bool:
+    """Whether `python -m camera_service serve` can start (checked once, in a subprocess)."""
+    global _CLI_OK
+    if _CLI_OK is None:
+        code = "import camera_service.cli as c; c.build_parser()"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join((REPO, os.path.join(REPO, "pkg"))))
+        _CLI_OK = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, timeout=60,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    return _CLI_OK
+
+
 class ServerProcess:
     """One server in a subprocess; `stop()` (or the context manager) always reaps it."""
 
@@ -73,6 +89,10 @@ class ServerProcess:
               extra: dict[str, dict[str, Any]] | None = None) -> ServerProcess:
         if kind not in KINDS:
             raise ValueError(f"unknown server kind {kind!r} (one of {', '.join(KINDS)})")
+        if kind == "ours" and not _cli_importable():
+            print("note: `python -m camera_service` does not import right now; starting our server "
+                  "through bench/serve_ours.py (same load_config + app.run)", file=sys.stderr)
+            kind = "ours-direct"
         host = check_loopback(host)
         workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
         port = free_port(host)
@@ -112,7 +132,7 @@ class ServerProcess:
             )
         finally:
             log.close()
-        server = cls(kind, proc, workdir, port, secret, host)
+        server = cls("ours" if kind == "ours-direct" else kind, proc, workdir, port, secret, host)
         try:
             server._wait_listening(ready_timeout)
         except BaseException:

@@ -307,6 +307,8 @@ def aggregate(options: LoadOptions, replies: list[dict[str, Any]], window: CpuWi
             "sys_s": client_sys,
             "cpu_pct": 100.0 * (client_user + client_sys) / wall if wall > 0 else 0.0,
             "us_per_req": 1e6 * (client_user + client_sys) / count if count else None,
+            "user_us_per_req": 1e6 * client_user / count if count else None,
+            "sys_us_per_req": 1e6 * client_sys / count if count else None,
         },
     }
     if options.rate is not None:
