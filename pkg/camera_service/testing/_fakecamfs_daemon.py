@@ -568,12 +568,33 @@ class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
     daemon_threads = True
 
 
+def _unmount_when_parent_exits(fd: int, mountpoint: str) -> None:
+    # Blocks until the parent's end of the pipe closes, which happens however the parent ends
+    # (even SIGKILL), so a crashed test run cannot leave a mount and a daemon behind.
+    while True:
+        try:
+            if not os.read(fd, 1):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    log.info("parent gone: unmounting %s", mountpoint)
+    import subprocess
+
+    subprocess.run(["fusermount3", "-uz", mountpoint], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mountpoint")
     parser.add_argument("control_socket")
     parser.add_argument("--log", default=None)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--parent-fd", type=int, default=None,
+        help="read end of a pipe held by the parent: EOF (parent gone) unmounts",
+    )
     args = parser.parse_args(argv)
     mountpoint = os.path.abspath(args.mountpoint)
     control = os.path.abspath(args.control_socket)
@@ -589,6 +610,11 @@ def main(argv: list[str] | None = None) -> int:
     server = _ControlServer(control, _ControlHandler)
     server.fs = fs  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+    if args.parent_fd is not None:
+        threading.Thread(
+            target=_unmount_when_parent_exits, args=(args.parent_fd, mountpoint),
+            name="parent-watch", daemon=True,
+        ).start()
     log.info("serving %s, control socket %s", mountpoint, control)
     try:
         mfusepy.FUSE(

@@ -321,6 +321,7 @@ class FakeV4L2Mount:
         self._sock_file: Any = None
         self._mu = threading.Lock()
         self._fuse_minor: int | None = None
+        self._lifeline: int | None = None
         self.closed = False
 
     # -- lifecycle --
@@ -339,12 +340,22 @@ class FakeV4L2Mount:
         if verbose:
             cmd.append("--verbose")
         env = dict(os.environ, FUSE_LIBRARY_NAME="fuse3")
-        with open(os.path.join(root, "daemon.out"), "wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env, close_fds=True,
-            )
+        # The daemon unmounts itself when this pipe closes, i.e. when this process ends.
+        lifeline_r, lifeline_w = os.pipe()
+        cmd += ["--parent-fd", str(lifeline_r)]
+        try:
+            with open(os.path.join(root, "daemon.out"), "wb") as out:
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, close_fds=True, pass_fds=(lifeline_r,),
+                )
+        except BaseException:
+            os.close(lifeline_w)
+            raise
+        finally:
+            os.close(lifeline_r)
         mount = cls(root, proc, verbose)
+        mount._lifeline = lifeline_w
         try:
             mount._wait_ready(timeout)
         except BaseException:
@@ -399,6 +410,9 @@ class FakeV4L2Mount:
                 self._proc.wait(timeout=5)
         if is_mounted(self.dev_dir):
             _run(["umount", "-l", self.dev_dir])
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _abort_connection(self) -> None:
