@@ -142,6 +142,27 @@ def read_status(pid: int) -> dict[str, int]:
     return out
 
 
+def read_ctxt_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches summed over every thread of `pid`
+    (/proc/PID/status counts the main thread only)."""
+    vol = invol = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = [str(pid)]
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"voluntary_ctxt_switches"):
+                        vol += int(line.split()[1])
+                    elif line.startswith(b"nonvoluntary_ctxt_switches"):
+                        invol += int(line.split()[1])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return vol, invol
+
+
 def count_fds(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -179,12 +200,14 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.cpu0 = read_cpu(self.pid)
         self.st0 = read_status(self.pid)
+        self.st0["voluntary_ctxt_switches"], self.st0["nonvoluntary_ctxt_switches"] = read_ctxt_switches(self.pid)
         self.machine0 = read_machine_cpu()
 
     def stop(self) -> None:
         self.t1 = time.monotonic()
         self.cpu1 = read_cpu(self.pid)
         self.st1 = read_status(self.pid)
+        self.st1["voluntary_ctxt_switches"], self.st1["nonvoluntary_ctxt_switches"] = read_ctxt_switches(self.pid)
         self.machine1 = read_machine_cpu()
 
     def result(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from bench.common import (
 )
 from bench.load.__main__ import cpu_ratios
 from bench.load.harness import load_once
+from bench.load.rawws import StampedClients
 from bench.load.report import COLUMNS, flat, fmt, markdown_table, medians, table
 from bench.load.runner import LoadOptions, WorkerPool
 from bench.servers import FakeCameras, ServerProcess
@@ -190,18 +191,8 @@ class Suite:
                      f"authenticate p50 {m['auth_p50_ms']:.2f} ms p99 {m['auth_p99_ms']:.2f} ms")))
 
     # -- notifications --
-
-    def _collect(self, pool: WorkerPool, needle: bytes, status: bytes, expected: int,
-                 timeout: float) -> list[float]:
-        got: list[float] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for reply in pool.ask({"cmd": "notes"}, "notes", 10.0):
-                got.extend(t for t, data in reply["notes"] if needle in data and status in data)
-            if len(got) >= expected:
-                break
-            time.sleep(0.05)
-        return got
+    # Raw clients with kernel receive timestamps (bench/load/rawws.py): the times are when the
+    # server's write reached each client socket, not when a busy client got round to reading.
 
     def _need_fake(self, scenario: str, label: str) -> bool:
         if self.fake.available:
@@ -214,39 +205,42 @@ class Suite:
         label = f"notification fan-out to {conns:,} clients (camera plug)"
         if not self._need_fake("fanout", label):
             return
-        cycles = max(1, min(self.s.repeat, 3))
+        cycles = max(1, min(self.s.repeat, 5))
         runs = []
-        with self.server(max_connections=conns + 500) as server:
-            pool, connect = self.hold_pool(server, conns, procs=2 if conns >= 1000 else 1)
-            try:
+        with self.server(max_connections=conns + 500, nofile=conns + 2048) as server:
+            with StampedClients(server.url, mint_jwt(server.secret), conns) as clients:
+                connected = len(clients.clients)
                 for i in range(cycles):
                     n = 40 + i
-                    t0 = self.fake.plug(n)
-                    arrivals = sorted(self._collect(pool, f"video{n}".encode(), b'"CONNECTED"',
-                                                    connect["connected"], timeout=10.0))
+                    wall0 = time.time()
+                    self.fake.plug(n)
+                    got = clients.wait_for(f"video{n}".encode(), b'"CONNECTED"', 10.0)
                     self.fake.unplug(n)
-                    self._collect(pool, f"video{n}".encode(), b'"DISCONNECTED"', connect["connected"], 5.0)
-                    if not arrivals:
+                    clients.wait_for(f"video{n}".encode(), b'"DISCONNECTED"', 5.0)
+                    if not got:
                         runs.append({"received": 0})
                         continue
-                    lat = [(t - t0) * 1e3 for t in arrivals]
-                    runs.append({"received": len(lat), "first_ms": lat[0], "p50_ms": percentile(lat, 50),
-                                 "p99_ms": percentile(lat, 99), "last_ms": lat[-1],
-                                 "spread_ms": lat[-1] - lat[0]})
-            finally:
-                pool.close()
+                    stamps = sorted(got.values())
+                    lat = [(t - wall0) * 1e3 for t in stamps]
+                    fan = [(t - stamps[0]) * 1e3 for t in stamps]
+                    runs.append({"received": len(stamps), "first_ms": lat[0], "p99_ms": percentile(lat, 99),
+                                 "last_ms": lat[-1], "fan_p50_ms": percentile(fan, 50),
+                                 "fan_p99_ms": percentile(fan, 99), "fan_last_ms": fan[-1],
+                                 "per_client_us": 1e3 * fan[-1] / max(1, len(fan) - 1)})
         ok = [r for r in runs if r.get("received")]
         if not ok:
             self.rows.append(Row("fanout", label, runs=runs, skipped=(
-                f"no camera_status_update arrived within 10 s of a plug ({connect['connected']} clients "
+                f"no camera_status_update arrived within 10 s of a plug ({connected} clients "
                 "connected): is the camera monitor running against camera.device_dir?")))
             return
         m = {k: median_of([r[k] for r in ok]) for k in ok[0]}
+        m["fan_last_max_ms"] = max(r["fan_last_ms"] for r in ok)
         self.rows.append(Row("fanout", label, metrics=m, runs=runs, summary=(
-            f"{m['received']:.0f}/{connect['connected']} clients notified; from the plug syscall: first "
-            f"{m['first_ms']:.1f} ms, p50 {m['p50_ms']:.1f} ms, p99 {m['p99_ms']:.1f} ms, last "
-            f"{m['last_ms']:.1f} ms; spread first->last {m['spread_ms']:.1f} ms (target: p99 < 10 ms)"
-            f" [median of {len(ok)} plugs]")))
+            f"{m['received']:.0f}/{conns} clients notified. Fan-out, from the first client's copy "
+            f"(kernel receive timestamps): p50 {m['fan_p50_ms']:.1f} ms, p99 {m['fan_p99_ms']:.1f} ms, "
+            f"last client {m['fan_last_ms']:.1f} ms ({m['per_client_us']:.1f} us per client; worst plug "
+            f"{m['fan_last_max_ms']:.1f} ms). From the plug syscall (adds inotify + FUSE probe): first "
+            f"{m['first_ms']:.1f} ms, last {m['last_ms']:.1f} ms [median of {len(ok)} plugs]")))
 
     def hotplug(self) -> None:
         label = "hot-plug latency (plug/unplug -> notification, 1 client)"
@@ -255,22 +249,21 @@ class Suite:
         cycles = 2 if self.s.quick else 5
         plug, unplug = [], []
         with self.server() as server:
-            pool, _ = self.hold_pool(server, 1)
-            try:
+            with StampedClients(server.url, mint_jwt(server.secret), 1) as clients:
                 for i in range(cycles):
                     n = 60 + i
-                    t0 = self.fake.plug(n)
-                    got = self._collect(pool, f"video{n}".encode(), b'"CONNECTED"', 1, 5.0)
+                    wall0 = time.time()
+                    self.fake.plug(n)
+                    got = clients.wait_for(f"video{n}".encode(), b'"CONNECTED"', 5.0)
                     if got:
-                        plug.append((min(got) - t0) * 1e3)
+                        plug.append((min(got.values()) - wall0) * 1e3)
                     time.sleep(0.05)
-                    t1 = self.fake.unplug(n)
-                    got = self._collect(pool, f"video{n}".encode(), b'"DISCONNECTED"', 1, 5.0)
+                    wall1 = time.time()
+                    self.fake.unplug(n)
+                    got = clients.wait_for(f"video{n}".encode(), b'"DISCONNECTED"', 5.0)
                     if got:
-                        unplug.append((min(got) - t1) * 1e3)
+                        unplug.append((min(got.values()) - wall1) * 1e3)
                     time.sleep(0.05)
-            finally:
-                pool.close()
         if not plug and not unplug:
             self.rows.append(Row("hotplug", label, skipped="no camera_status_update within 5 s of a plug"))
             return
@@ -281,7 +274,8 @@ class Suite:
             f"plug -> CONNECTED median {fmt(m['plug_p50_ms'], '{:.1f}')} ms (max "
             f"{fmt(m['plug_max_ms'], '{:.1f}')}), unplug -> DISCONNECTED median "
             f"{fmt(m['unplug_p50_ms'], '{:.1f}')} ms (max {fmt(m['unplug_max_ms'], '{:.1f}')}); "
-            f"{len(plug)}/{cycles} plugs and {len(unplug)}/{cycles} unplugs seen")))
+            f"{len(plug)}/{cycles} plugs and {len(unplug)}/{cycles} unplugs seen; includes the FUSE "
+            "fake's own ioctl answers")))
 
     # -- idle --
 
@@ -364,7 +358,8 @@ TARGETS = [
     ("rss10000", "ours", "per_conn_kb", "<=", 8.0, "RSS per idle connection <= 8 kB (10,000)"),
     ("rss10000", "ours", "still_open", ">=", 10000, "10,000 connections held"),
     ("open1000", "ours", "p99_us", "<", 1000.0, "open loop 1000 x 10 req/s p99 < 1 ms"),
-    ("fanout", "ours", "p99_ms", "<", 10.0, "notification to 1000 clients p99 < 10 ms (from plug)"),
+    ("fanout", "ours", "fan_p99_ms", "<", 10.0, "notification fan-out to 1000 clients p99 < 10 ms"),
+    ("fanout", "ours", "fan_last_ms", "<", 10.0, "notification fan-out: last of 1000 clients < 10 ms"),
 ]
 
 
@@ -384,9 +379,9 @@ def check_targets(rows: list[Row]) -> list[tuple[str, str, str]]:
 def render(rows: list[Row], markdown: bool = False) -> str:
     load = [(r.label, r.metrics) for r in rows if r.throughput and not r.skipped]
     parts = []
-    cols = [c for c in COLUMNS]
-    parts.append(markdown_table(load, cols, "scenario") if markdown else table(load, cols, "scenario"))
-    parts.append("")
+    if load:
+        parts.append(markdown_table(load, COLUMNS, "scenario") if markdown else table(load, COLUMNS, "scenario"))
+        parts.append("")
     for r in rows:
         if r.skipped:
             parts.append(f"{'- ' if markdown else ''}{r.label}: SKIPPED: {r.skipped}")

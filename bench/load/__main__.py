@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--url", help="ws:// URL of a running server (127.0.0.0/8, ::1 or localhost)")
     target.add_argument("--pid", type=int, help="PID of that server, for CPU and RSS from /proc")
     target.add_argument("--start-server", metavar="KIND[,KIND]",
-                        help=f"start a fresh server per run with a generated config: {', '.join(KINDS)}")
+                        help="start a fresh server per run with a generated config: ours (default), "
+                             "naive, websockets")
     target.add_argument("--token", help="JWT for --url (else minted from --jwt-secret)")
     target.add_argument("--jwt-secret", help="secret to mint a viewer JWT for --url")
     target.add_argument("--cameras", type=int, default=4,
@@ -59,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if bool(args.url) == bool(args.start_server):
-        print("give exactly one of --url and --start-server", file=sys.stderr)
+    if args.url and args.start_server:
+        print("give only one of --url and --start-server", file=sys.stderr)
         return 2
+    if not args.url and not args.start_server:
+        args.start_server = "ours"
     try:
         if args.url:
             parse_ws_url(args.url)
