@@ -140,12 +140,21 @@ async def bench_hotplug(mount: fakecams.FakeV4L2Mount, plugs: int) -> dict[str, 
 def _table(result: dict[str, Any]) -> str:
     rows = [("measurement", "n", "median ms", "p99 ms", "max ms")]
     for label, data in result["probe"].items():
-        rows.append((f"probe {label} ({data['ioctls_per_probe']} ioctls)", data["n"],
-                     data["median_ms"], data["p99_ms"], data["max_ms"]))
+        rows.append(
+            (
+                f"probe {label} ({data['ioctls_per_probe']} ioctls)",
+                data["n"],
+                data["median_ms"],
+                data["p99_ms"],
+                data["max_ms"],
+            )
+        )
     s = result["scan32"]
     rows.append(("scan 32 cameras to ready", s["n"], s["median_ms"], s["p99_ms"], s["max_ms"]))
-    for key, label in (("connect", "hot-plug create -> CONNECTED"),
-                       ("remove", "unplug unlink -> DISCONNECTED")):
+    for key, label in (
+        ("connect", "hot-plug create -> CONNECTED"),
+        ("remove", "unplug unlink -> DISCONNECTED"),
+    ):
         h = result["hotplug"][key]
         rows.append((label, h["n"], h["median_ms"], h["p99_ms"], h["max_ms"]))
     cells = [[str(c) for c in row] for row in rows]

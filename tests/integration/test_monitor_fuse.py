@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
 from collections import Counter
 
 import pytest
-
 from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR
 from camera_service.cameras.monitor import CameraEvent, CameraMonitor
 from camera_service.devices import v4l2
@@ -80,7 +80,9 @@ def names(monitor: CameraMonitor) -> list[str]:
 # ---- initial scan -----------------------------------------------------------------------------
 
 
-async def test_initial_scan_lists_capture_nodes_and_errors_without_events(fake_cameras, start_monitor):
+async def test_initial_scan_lists_capture_nodes_and_errors_without_events(
+    fake_cameras, start_monitor
+):
     fake_cameras.add("video0", fakecams.uvc_camera())
     fake_cameras.add("video1", fakecams.metadata_node())
     fake_cameras.add("video2", fakecams.querycap_eio_camera())
@@ -97,11 +99,18 @@ async def test_initial_scan_lists_capture_nodes_and_errors_without_events(fake_c
         assert names(monitor) == ["video0", "video2", "video10"]  # by number, metadata skipped
         cam0, cam2, cam10 = monitor.snapshot()
         assert (cam0.status, cam0.name, cam0.resolution, cam0.fps) == (
-            CONNECTED, "Fake USB Camera", "640x480", 30,
+            CONNECTED,
+            "Fake USB Camera",
+            "640x480",
+            30,
         )
         assert cam0.device == os.path.join(fake_cameras.dev_dir, "video0")
         assert (cam2.status, cam2.name, cam2.resolution, cam2.fps, cam2.formats) == (
-            ERROR, "Camera 2", "", 0, (),
+            ERROR,
+            "Camera 2",
+            "",
+            0,
+            (),
         )
         assert "VIDIOC_QUERYCAP" in cam2.error and "errno 5" in cam2.error
         assert (cam10.fps, cam10.frame_rates, cam10.fps_options) == (7.5, (15, 7.5), (15, 7.5))
@@ -135,7 +144,9 @@ async def test_hotplug_add_remove_readd(fake_cameras, start_monitor):
     (ev,) = await take(stream, 1)
     assert ev.kind == "CONNECTED"
     assert (ev.camera.device, ev.camera.status, ev.camera.name) == (
-        fake_cameras.path("video3"), CONNECTED, "Fake USB Camera",
+        fake_cameras.path("video3"),
+        CONNECTED,
+        "Fake USB Camera",
     )
     assert monitor.snapshot() == (ev.camera,) and monitor.version == v0 + 1
     assert await quiet(stream) == []
@@ -144,7 +155,10 @@ async def test_hotplug_add_remove_readd(fake_cameras, start_monitor):
     (ev,) = await take(stream, 1)
     assert ev.kind == "DISCONNECTED"
     assert (ev.camera.status, ev.camera.name, ev.camera.resolution, ev.camera.fps) == (
-        DISCONNECTED, "Fake USB Camera", "640x480", 30,
+        DISCONNECTED,
+        "Fake USB Camera",
+        "640x480",
+        30,
     )
     assert monitor.snapshot() == () and monitor.version == v0 + 2
 
@@ -178,7 +192,9 @@ async def test_udev_style_event_pairs_give_one_probe_and_one_event(fake_cameras,
     assert probe.calls == {"video0": 1, "video1": 1}
 
 
-async def test_burst_within_one_read_gives_one_event_per_surviving_camera(fake_cameras, start_monitor):
+async def test_burst_within_one_read_gives_one_event_per_surviving_camera(
+    fake_cameras, start_monitor
+):
     probe = CountingProbe()
     monitor = await start_monitor(probe=probe)
     stream = monitor.events()
@@ -215,7 +231,7 @@ async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_moni
     def burst() -> None:  # 20 changes from another thread while the loop runs
         for n in range(12):
             fake_cameras.add(f"video{n}", specs[f"video{n}"])
-        for n in range(0, 8):
+        for n in range(8):
             fake_cameras.remove(f"video{n}")
 
     await asyncio.to_thread(burst)
@@ -234,7 +250,7 @@ async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_moni
         per_name.setdefault(os.path.basename(ev.camera.device), []).append(ev.kind)
     for name, kinds in per_name.items():
         # Never two events in a row of the same kind: each is a real change.
-        assert all(a != b for a, b in zip(kinds, kinds[1:])), (name, kinds)
+        assert all(a != b for a, b in itertools.pairwise(kinds)), (name, kinds)
         assert kinds[0] == "CONNECTED"
         assert kinds[-1] == ("CONNECTED" if name in expected else "DISCONNECTED"), (name, kinds)
     for name in expected:
@@ -275,7 +291,9 @@ async def test_permission_never_fixed_becomes_error_then_recovers(fake_cameras, 
     fake_cameras.chmod("video0", 0o666)
     (ev,) = await take(stream, 1)
     assert (ev.kind, ev.camera.status, ev.camera.name) == (
-        "STATUS_CHANGED", CONNECTED, "Fake USB Camera",
+        "STATUS_CHANGED",
+        CONNECTED,
+        "Fake USB Camera",
     )
     assert await quiet(stream) == []
 
@@ -298,7 +316,9 @@ async def test_vanishing_and_broken_cameras_are_error(fake_cameras, start_monito
     fake_cameras.remove("video5")
     (ev,) = await take(stream, 1)
     assert (ev.kind, ev.camera.device, ev.camera.status) == (
-        "DISCONNECTED", fake_cameras.path("video5"), DISCONNECTED,
+        "DISCONNECTED",
+        fake_cameras.path("video5"),
+        DISCONNECTED,
     )
 
 
@@ -323,7 +343,9 @@ async def test_hung_probe_turns_error_and_the_loop_keeps_serving(fake_cameras, s
     first, second = await take(stream, 2, timeout=2)
     assert (first.kind, os.path.basename(first.camera.device)) == ("CONNECTED", "video1")
     assert (second.kind, second.camera.status, os.path.basename(second.camera.device)) == (
-        "STATUS_CHANGED", ERROR, "video0",
+        "STATUS_CHANGED",
+        ERROR,
+        "video0",
     )
     elapsed = time.monotonic() - t0
     assert 0.3 <= elapsed < 1.0, elapsed
@@ -341,7 +363,9 @@ async def test_hung_probe_turns_error_and_the_loop_keeps_serving(fake_cameras, s
     fake_cameras.release_hangs()
     (ev,) = await take(stream, 1)
     assert (ev.kind, ev.camera.status, ev.camera.name) == (
-        "STATUS_CHANGED", CONNECTED, "Fake Hanging Camera",
+        "STATUS_CHANGED",
+        CONNECTED,
+        "Fake Hanging Camera",
     )
     assert probe.calls["video0"] == 2
 
@@ -362,7 +386,11 @@ async def test_replugged_while_the_old_probe_is_stuck(fake_cameras, start_monito
     assert probe.calls["video0"] == 1
     fake_cameras.release_hangs()
     (ev,) = await take(stream, 1)
-    assert (ev.kind, ev.camera.status, ev.camera.name) == ("STATUS_CHANGED", CONNECTED, "Replacement")
+    assert (ev.kind, ev.camera.status, ev.camera.name) == (
+        "STATUS_CHANGED",
+        CONNECTED,
+        "Replacement",
+    )
     assert probe.calls["video0"] == 2
 
 
@@ -384,21 +412,29 @@ async def test_no_wakeups_while_nothing_changes(fake_cameras, start_monitor):
     assert monitor.wakeups == before + 1  # exactly one reader callback for the unplug
 
 
+QUEUE_KNOB = "/proc/sys/fs/inotify/max_queued_events"
+
+
+def _sysctl(path: str, value: str | None = None) -> str:
+    with open(path, "r+") as f:
+        old = f.read().strip()
+        if value is not None:
+            f.seek(0)
+            f.write(value)
+    return old
+
+
 async def test_real_queue_overflow_rescans(fake_cameras, start_monitor):
-    knob = "/proc/sys/fs/inotify/max_queued_events"
     try:
-        with open(knob) as f:
-            original = f.read().strip()
-        with open(knob, "w") as f:
-            f.write("8")
+        original = _sysctl(QUEUE_KNOB, "8")
     except OSError as exc:
-        pytest.skip(f"cannot lower {knob}: {exc}")
+        pytest.skip(f"cannot lower {QUEUE_KNOB}: {exc}")
     try:
-        # The limit is copied into the inotify instance when it is created.
+        # The limit is copied into the inotify instance when it is created; the global value
+        # is lowered only for the few microseconds start() takes.
         monitor = await start_monitor()
     finally:
-        with open(knob, "w") as f:
-            f.write(original)
+        _sysctl(QUEUE_KNOB, original)
     stream = monitor.events()
     for n in range(10):  # 20 events into a queue of 8, while the loop is not reading
         fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
@@ -451,7 +487,8 @@ async def test_device_dir_deleted_and_recreated(fake_cameras, start_monitor):
     os.rmdir(sub)
     events = await take(stream, 2)
     assert sorted(_brief(events)) == [
-        ("DISCONNECTED", "video0", DISCONNECTED), ("DISCONNECTED", "video1", DISCONNECTED),
+        ("DISCONNECTED", "video0", DISCONNECTED),
+        ("DISCONNECTED", "video1", DISCONNECTED),
     ]
     await asyncio.sleep(0.1)
     assert monitor.state == "running" and monitor.snapshot() == ()
@@ -460,7 +497,9 @@ async def test_device_dir_deleted_and_recreated(fake_cameras, start_monitor):
     fake_cameras.add("sub/video2", fakecams.uvc_camera(card="Back"))
     (ev,) = await take(stream, 1)
     assert (ev.kind, ev.camera.name, ev.camera.device) == (
-        "CONNECTED", "Back", os.path.join(sub, "video2"),
+        "CONNECTED",
+        "Back",
+        os.path.join(sub, "video2"),
     )
     assert await quiet(stream) == []
 
@@ -480,7 +519,8 @@ async def test_device_dir_moved_away_and_back(fake_cameras, start_monitor):
     os.rename(aside, sub)  # comes back with two cameras in it
     events = await take(stream, 2)
     assert sorted(_brief(events)) == [
-        ("CONNECTED", "video0", CONNECTED), ("CONNECTED", "video5", CONNECTED),
+        ("CONNECTED", "video0", CONNECTED),
+        ("CONNECTED", "video5", CONNECTED),
     ]
 
 
@@ -509,8 +549,10 @@ async def test_device_range_filters_and_can_change_live(fake_cameras, start_moni
     monitor.set_device_range([1, 3])
     events = await take(stream, 4)
     assert sorted(_brief(events)) == [
-        ("CONNECTED", "video1", CONNECTED), ("CONNECTED", "video3", CONNECTED),
-        ("DISCONNECTED", "video0", DISCONNECTED), ("DISCONNECTED", "video2", DISCONNECTED),
+        ("CONNECTED", "video1", CONNECTED),
+        ("CONNECTED", "video3", CONNECTED),
+        ("DISCONNECTED", "video0", DISCONNECTED),
+        ("DISCONNECTED", "video2", DISCONNECTED),
     ]
     assert names(monitor) == ["video1", "video3"]
 

@@ -8,7 +8,6 @@ import time
 from fractions import Fraction
 
 import pytest
-
 from camera_service.devices.errors import (
     DeviceBusy,
     DeviceGone,
@@ -79,8 +78,15 @@ def test_stepwise_sizes_and_interval_range(fake_cameras):
     path = fake_cameras.add("video1", fakecams.stepwise_camera())
     rates = (F(30), F(15), F(10), F(15, 2), F(5))
     sizes = [
-        (1920, 1080), (1280, 960), (1280, 720), (1024, 768), (800, 600),
-        (640, 480), (640, 360), (352, 288), (320, 240),
+        (1920, 1080),
+        (1280, 960),
+        (1280, 720),
+        (1024, 768),
+        (800, 600),
+        (640, 480),
+        (640, 360),
+        (352, 288),
+        (320, 240),
     ]
     assert probe(path) == DeviceInfo(
         path=path,
@@ -109,7 +115,10 @@ def test_stepwise_sizes_and_interval_range(fake_cameras):
 def test_continuous_sizes(fake_cameras):
     spec = fakecams.stepwise_camera()
     spec["formats"][0]["stepwise"] = {
-        "min_width": 160, "max_width": 1280, "min_height": 120, "max_height": 720,
+        "min_width": 160,
+        "max_width": 1280,
+        "min_height": 120,
+        "max_height": 720,
         "continuous": True,
     }
     spec["formats"][0]["interval_range"] = {"min": [1, 30], "max": [1, 1], "step": None}
@@ -117,7 +126,13 @@ def test_continuous_sizes(fake_cameras):
     fmt = info.formats[0]
     assert fmt.size_range == SizeRange("continuous", 160, 1280, 1, 120, 720, 1)
     assert [(s.width, s.height) for s in fmt.sizes] == [
-        (1280, 720), (800, 600), (640, 480), (640, 360), (352, 288), (320, 240), (176, 144),
+        (1280, 720),
+        (800, 600),
+        (640, 480),
+        (640, 360),
+        (352, 288),
+        (320, 240),
+        (176, 144),
         (160, 120),
     ]
     assert fmt.sizes[0].fps == (F(30), F(25), F(24), F(20), F(15), F(10), F(15, 2), F(5), F(1))
@@ -197,11 +212,16 @@ def test_driver_without_device_caps_uses_capabilities(fake_cameras):
     path = fake_cameras.add("video5", fakecams.legacy_caps_camera())
     info = probe(path)
     assert (info.capabilities, info.device_caps, info.driver_version) == (
-        0x04000001, 0x04000001, "4.19.200",
+        0x04000001,
+        0x04000001,
+        "4.19.200",
     )
     assert info.formats == (Format("GREY", "8-bit Greyscale", (FrameSize(752, 480, (F(60),)),)),)
     assert (info.current_width, info.current_height, info.current_fourcc, info.current_fps) == (
-        752, 480, "GREY", F(60),
+        752,
+        480,
+        "GREY",
+        F(60),
     )
 
 
@@ -217,7 +237,9 @@ def test_querycap_eio(fake_cameras):
     with pytest.raises(DeviceIOError) as exc:
         probe(path)
     assert (exc.value.errno, exc.value.operation, exc.value.path) == (
-        errno.EIO, "VIDIOC_QUERYCAP", path,
+        errno.EIO,
+        "VIDIOC_QUERYCAP",
+        path,
     )
 
 

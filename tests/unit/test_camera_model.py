@@ -6,7 +6,6 @@ from fractions import Fraction
 from types import SimpleNamespace
 
 import pytest
-
 from camera_service.cameras.model import (
     CONNECTED,
     DISCONNECTED,
@@ -175,8 +174,15 @@ def test_status_adds_capabilities_device_info_and_uptime():
     c = cam(info([YUYV, MJPG], (640, 480, "YUYV"), F(30)), detected_at=100.0)
     status = camera_status(c, STREAMS, now=112.25)
     assert list(status) == [
-        "device", "status", "name", "resolution", "fps", "streams",
-        "capabilities", "device_info", "metrics",
+        "device",
+        "status",
+        "name",
+        "resolution",
+        "fps",
+        "streams",
+        "capabilities",
+        "device_info",
+        "metrics",
     ]
     assert status["capabilities"] == {
         "formats": ["YUYV", "MJPG"],
@@ -220,5 +226,7 @@ def test_stream_urls():
         "http://cams.example:8888/camera4"
     )
     assert StreamUrls("::1", 1, 2, 3).for_stream("camera0")["rtsp"] == "rtsp://[::1]:1/camera0"
-    cfg = SimpleNamespace(media=SimpleNamespace(host="10.0.0.5", rtsp_port=1, webrtc_port=2, hls_port=3))
+    cfg = SimpleNamespace(
+        media=SimpleNamespace(host="10.0.0.5", rtsp_port=1, webrtc_port=2, hls_port=3)
+    )
     assert StreamUrls.from_config(cfg) == StreamUrls("10.0.0.5", 1, 2, 3)

@@ -73,9 +73,11 @@ def test_non_utf8_name_round_trips_through_fsdecode():
 
 def test_bytearray_and_memoryview_input():
     data = record(1, IN_IGNORED)
-    assert parse_events(bytearray(data)) == parse_events(memoryview(data)) == [
-        InotifyEvent(1, IN_IGNORED, 0, "")
-    ]
+    assert (
+        parse_events(bytearray(data))
+        == parse_events(memoryview(data))
+        == [InotifyEvent(1, IN_IGNORED, 0, "")]
+    )
 
 
 def test_real_watch_reports_create_attrib_delete(tmp_path):

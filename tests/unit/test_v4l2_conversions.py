@@ -7,7 +7,6 @@ import pickle
 from fractions import Fraction
 
 import pytest
-
 from camera_service.devices._native import ffi, lib
 from camera_service.devices.errors import (
     DeviceBusy,
@@ -101,7 +100,12 @@ def test_coarse_steps_exclude_sizes_off_the_grid():
     # Widths 320 + k*320, heights 240 + k*240: only sizes on both grids survive.
     rng = SizeRange("stepwise", 320, 1920, 320, 240, 1440, 240)
     assert sizes_in_range(rng) == [
-        (1920, 1440), (1600, 1200), (1280, 960), (1280, 720), (640, 480), (320, 240)
+        (1920, 1440),
+        (1600, 1200),
+        (1280, 960),
+        (1280, 720),
+        (640, 480),
+        (320, 240),
     ]
 
 
@@ -110,8 +114,19 @@ def test_continuous_range_offers_every_standard_size_inside():
     sizes = sizes_in_range(rng)
     assert sizes[0] == (4096, 2160)
     assert sizes[1:] == [
-        (3840, 2160), (2560, 1440), (1920, 1080), (1600, 1200), (1280, 960), (1280, 720),
-        (1024, 768), (800, 600), (640, 480), (640, 360), (352, 288), (320, 240), (176, 144),
+        (3840, 2160),
+        (2560, 1440),
+        (1920, 1080),
+        (1600, 1200),
+        (1280, 960),
+        (1280, 720),
+        (1024, 768),
+        (800, 600),
+        (640, 480),
+        (640, 360),
+        (352, 288),
+        (320, 240),
+        (176, 144),
         (160, 120),
     ]
 
@@ -160,7 +175,10 @@ def test_errno_mapping(err, cls):
     assert type(exc) is cls
     assert isinstance(exc, DeviceError) and isinstance(exc, OSError)
     assert (exc.errno, exc.path, exc.filename, exc.operation) == (
-        err, "/dev/video3", "/dev/video3", "VIDIOC_QUERYCAP"
+        err,
+        "/dev/video3",
+        "/dev/video3",
+        "VIDIOC_QUERYCAP",
     )
     assert str(exc) == f"VIDIOC_QUERYCAP on /dev/video3: {exc.strerror} (errno {err})"
     copy = pickle.loads(pickle.dumps(exc))

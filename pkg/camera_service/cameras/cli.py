@@ -66,7 +66,7 @@ def camera_json(camera: Camera) -> dict[str, Any]:
     }
 
 
-def _fps_text(fps: int | float) -> str:
+def _fps_text(fps: float) -> str:
     return f"{fps:g}" if fps else "-"
 
 

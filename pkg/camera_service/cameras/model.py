@@ -114,8 +114,11 @@ def _sizes_largest_first(info: DeviceInfo) -> list[tuple[int, int]]:
 
 def _rates_at(info: DeviceInfo, size: tuple[int, int]) -> list[Fraction]:
     """Rates offered at `size`: those of the current format when it has that size, else any."""
+
     def collect(formats: Iterable[Any]) -> set[Fraction]:
-        return {r for fmt in formats for s in fmt.sizes if (s.width, s.height) == size for r in s.fps}
+        return {
+            r for fmt in formats for s in fmt.sizes if (s.width, s.height) == size for r in s.fps
+        }
 
     rates: set[Fraction] = set()
     if info.current_fourcc is not None:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR, Camera
 from camera_service.devices import v4l2
@@ -69,8 +69,14 @@ RETRY_DELAYS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
 
 _NODE_NAME = re.compile(r"video(0|[1-9][0-9]*)\Z")
 _DIR_MASK = (
-    IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO
-    | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
+    IN_CREATE
+    | IN_DELETE
+    | IN_ATTRIB
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
 )
 _ANCESTOR_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 _DIR_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
@@ -93,8 +99,18 @@ class _Node:
     """Book-keeping for one videoN name that exists in the device directory."""
 
     __slots__ = (
-        "name", "number", "path", "gen", "silent", "settled", "is_camera",
-        "again", "again_full", "retries", "retry_timer", "detected_at",
+        "again",
+        "again_full",
+        "detected_at",
+        "gen",
+        "is_camera",
+        "name",
+        "number",
+        "path",
+        "retries",
+        "retry_timer",
+        "settled",
+        "silent",
     )
 
     def __init__(self, name: str, number: int, path: str, gen: int, silent: bool) -> None:
@@ -115,7 +131,7 @@ class _Node:
 class _Probe:
     """One probe running (or queued) in the pool for a node name."""
 
-    __slots__ = ("future", "gen", "started", "timer", "timed_out")
+    __slots__ = ("future", "gen", "started", "timed_out", "timer")
 
     def __init__(self, future: asyncio.Future, gen: int, started: list) -> None:
         self.future = future
@@ -156,7 +172,7 @@ class CameraEventStream:
         self._closed = True
         self._monitor._streams.discard(self)
 
-    async def __aenter__(self) -> CameraEventStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -216,7 +232,7 @@ class CameraMonitor:
 
     @property
     def state(self) -> str:
-        """"running" | "stopped" | "error"."""
+        """ "running" | "stopped" | "error"."""
         return self._state
 
     @property
@@ -465,9 +481,8 @@ class CameraMonitor:
                     else:
                         to_probe.setdefault(name, False)
             elif self._ancestor_wd is not None and ev.wd == self._ancestor_wd:
-                if ev.mask & _DIR_GONE:
-                    reattach = True
-                elif ev.mask & (IN_CREATE | IN_MOVED_TO) and ev.name == self._ancestor_next:
+                appeared = ev.mask & (IN_CREATE | IN_MOVED_TO) and ev.name == self._ancestor_next
+                if appeared or ev.mask & _DIR_GONE:
                     reattach = True
             # Anything else is the IN_IGNORED of a watch we removed ourselves.
         if dir_gone:

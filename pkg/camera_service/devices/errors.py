@@ -51,9 +51,7 @@ class DeviceTimeout(DeviceError):
     """A probe took longer than allowed; the node may be stuck in the driver."""
 
     def __init__(self, path: str, operation: str, timeout: float) -> None:
-        super().__init__(
-            _errno.ETIMEDOUT, path, operation, f"no answer within {timeout:g} s"
-        )
+        super().__init__(_errno.ETIMEDOUT, path, operation, f"no answer within {timeout:g} s")
         self.timeout = timeout
 
     def __reduce__(self):

@@ -10,6 +10,7 @@ import errno
 import os
 import struct
 from dataclasses import dataclass
+from typing import Self
 
 from camera_service.devices._native import ffi, lib
 
@@ -118,7 +119,7 @@ class InotifyWatcher:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> InotifyWatcher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

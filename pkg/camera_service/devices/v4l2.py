@@ -45,7 +45,8 @@ STANDARD_SIZES: tuple[tuple[int, int], ...] = (
 
 # Rates offered for a stepwise/continuous interval range, highest first (7.5 is common on UVC).
 STANDARD_RATES: tuple[Fraction, ...] = tuple(
-    Fraction(r) for r in ("120", "90", "60", "50", "30", "25", "24", "20", "15", "10", "7.5", "5", "1")
+    Fraction(r)
+    for r in ("120", "90", "60", "50", "30", "25", "24", "20", "15", "10", "7.5", "5", "1")
 )
 
 # v4l2_fourcc_be() sets the top bit; the header has no named constant for it.
@@ -152,7 +153,7 @@ def interval_to_fps(numerator: int, denominator: int) -> Fraction | None:
     return Fraction(denominator, numerator)
 
 
-def fps_value(rate: Fraction | int | float | None) -> int | float:
+def fps_value(rate: Fraction | float | None) -> int | float:
     """What clients see: an int for whole rates (30), a float otherwise (7.5); 0 for unknown."""
     if rate is None:
         return 0
@@ -175,11 +176,11 @@ def sizes_in_range(rng: SizeRange) -> list[tuple[int, int]]:
     if rng.max_width > 0 and rng.max_height > 0:
         sizes.append((rng.max_width, rng.max_height))
     for w, h in STANDARD_SIZES:
-        if _fits(w, rng.min_width, rng.max_width, rng.step_width) and _fits(
+        on_grid = _fits(w, rng.min_width, rng.max_width, rng.step_width) and _fits(
             h, rng.min_height, rng.max_height, rng.step_height
-        ):
-            if (w, h) not in sizes:
-                sizes.append((w, h))
+        )
+        if on_grid and (w, h) not in sizes:
+            sizes.append((w, h))
     # A range too small for any standard size still offers its minimum.
     if len(sizes) <= 1 and rng.min_width > 0 and rng.min_height > 0:
         low = (rng.min_width, rng.min_height)
@@ -188,7 +189,9 @@ def sizes_in_range(rng: SizeRange) -> list[tuple[int, int]]:
     return sizes
 
 
-def rates_in_range(min_interval: Fraction, max_interval: Fraction, step: Fraction) -> list[Fraction]:
+def rates_in_range(
+    min_interval: Fraction, max_interval: Fraction, step: Fraction
+) -> list[Fraction]:
     """Rates for an interval range: fastest, standard rates on the step grid, slowest."""
     if min_interval <= 0 or max_interval < min_interval:
         return []
@@ -269,7 +272,9 @@ def _enum_intervals(
     return tuple(sorted(rates, reverse=True))
 
 
-def _enum_sizes(fd: int, path: str, pixelformat: int) -> tuple[tuple[FrameSize, ...], SizeRange | None]:
+def _enum_sizes(
+    fd: int, path: str, pixelformat: int
+) -> tuple[tuple[FrameSize, ...], SizeRange | None]:
     sizes: list[FrameSize] = []
     seen: set[tuple[int, int]] = set()
     size_range: SizeRange | None = None
@@ -376,9 +381,7 @@ def probe(path: str) -> DeviceInfo:
         cap = ffi.new("struct v4l2_capability *")
         _ioctl_or_raise(fd, lib.VIDIOC_QUERYCAP, cap, path, "VIDIOC_QUERYCAP")
         capabilities = cap.capabilities
-        device_caps = (
-            cap.device_caps if capabilities & lib.V4L2_CAP_DEVICE_CAPS else capabilities
-        )
+        device_caps = cap.device_caps if capabilities & lib.V4L2_CAP_DEVICE_CAPS else capabilities
         info = DeviceInfo(
             path=path,
             driver=_text(cap.driver),
@@ -417,13 +420,13 @@ def probe(path: str) -> DeviceInfo:
 
 
 __all__ = [
+    "STANDARD_RATES",
+    "STANDARD_SIZES",
     "DeviceError",
     "DeviceInfo",
     "Format",
     "FrameSize",
     "SizeRange",
-    "STANDARD_RATES",
-    "STANDARD_SIZES",
     "fourcc_from_str",
     "fourcc_to_str",
     "fps_value",

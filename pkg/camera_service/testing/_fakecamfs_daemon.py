@@ -40,7 +40,7 @@ from typing import Any
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 
-import mfusepy  # noqa: E402  (needs FUSE_LIBRARY_NAME before import)
+import mfusepy
 
 log = logging.getLogger("fakecamfs")
 
@@ -101,7 +101,7 @@ class Fault(Exception):
 
 
 class Node:
-    __slots__ = ("kind", "mode", "uid", "gid", "atime", "mtime", "ctime", "spec", "unlinked")
+    __slots__ = ("atime", "ctime", "gid", "kind", "mode", "mtime", "spec", "uid", "unlinked")
 
     def __init__(self, kind: int, mode: int, spec: dict | None = None) -> None:
         now = time.time_ns()
@@ -115,7 +115,7 @@ class Node:
 
 
 class Handle:
-    __slots__ = ("node", "gone", "eintr_left")
+    __slots__ = ("eintr_left", "gone", "node")
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -212,9 +212,9 @@ class FakeCamFS(mfusepy.Operations):
     def _children(self, path: str) -> list[str]:
         prefix = path.rstrip("/") + "/"
         return [
-            p[len(prefix):]
+            p[len(prefix) :]
             for p in self.nodes
-            if p != "/" and p.startswith(prefix) and "/" not in p[len(prefix):]
+            if p != "/" and p.startswith(prefix) and "/" not in p[len(prefix) :]
         ]
 
     def _new_handle(self, node: Node) -> int:
@@ -348,10 +348,10 @@ class FakeCamFS(mfusepy.Operations):
             for p in moved:
                 del self.nodes[p]
             for p, n in moved.items():
-                self.nodes[new + p[len(old):]] = n
+                self.nodes[new + p[len(old) :]] = n
             for fh, p in list(self.dir_handles.items()):
                 if p in moved:
-                    self.dir_handles[fh] = new + p[len(old):]
+                    self.dir_handles[fh] = new + p[len(old) :]
         return 0
 
     def chmod(self, path: str, mode: int) -> int:
@@ -479,9 +479,15 @@ class FakeCamFS(mfusepy.Operations):
                 sw = fmt["stepwise"]
                 kind = FRMSIZE_CONTINUOUS if sw.get("continuous") else FRMSIZE_STEPWISE
                 return FRMSIZE_STEPWISE_S.pack(
-                    0, code, kind,
-                    sw["min_width"], sw["max_width"], sw.get("step_width", 1),
-                    sw["min_height"], sw["max_height"], sw.get("step_height", 1),
+                    0,
+                    code,
+                    kind,
+                    sw["min_width"],
+                    sw["max_width"],
+                    sw.get("step_width", 1),
+                    sw["min_height"],
+                    sw["max_height"],
+                    sw.get("step_height", 1),
                 )
             sizes = fmt.get("sizes", [])
             if index >= len(sizes):
@@ -502,7 +508,9 @@ class FakeCamFS(mfusepy.Operations):
                 intervals = fmt.get("intervals", [])
                 ival_range = fmt.get("interval_range")
             else:
-                match = [s for s in fmt.get("sizes", []) if (s["width"], s["height"]) == (width, height)]
+                match = [
+                    s for s in fmt.get("sizes", []) if (s["width"], s["height"]) == (width, height)
+                ]
                 if not match:
                     raise Fault(errno.EINVAL)
                 intervals = match[0].get("intervals", [])
@@ -514,8 +522,14 @@ class FakeCamFS(mfusepy.Operations):
                 kind = FRMIVAL_STEPWISE if step else FRMIVAL_CONTINUOUS
                 step = step or [1, 1]
                 return FRMIVAL_STEPWISE_S.pack(
-                    0, code, width, height, kind,
-                    *ival_range["min"], *ival_range["max"], *step,
+                    0,
+                    code,
+                    width,
+                    height,
+                    kind,
+                    *ival_range["min"],
+                    *ival_range["max"],
+                    *step,
                 )
             if index >= len(intervals):
                 raise Fault(errno.EINVAL)
@@ -592,7 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", default=None)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument(
-        "--parent-fd", type=int, default=None,
+        "--parent-fd",
+        type=int,
+        default=None,
         help="read end of a pipe held by the parent: EOF (parent gone) unmounts",
     )
     args = parser.parse_args(argv)
@@ -612,8 +628,10 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
     if args.parent_fd is not None:
         threading.Thread(
-            target=_unmount_when_parent_exits, args=(args.parent_fd, mountpoint),
-            name="parent-watch", daemon=True,
+            target=_unmount_when_parent_exits,
+            args=(args.parent_fd, mountpoint),
+            name="parent-watch",
+            daemon=True,
         ).start()
     log.info("serving %s, control socket %s", mountpoint, control)
     try:

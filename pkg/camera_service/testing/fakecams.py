@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 DAEMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_fakecamfs_daemon.py")
 
@@ -90,7 +90,10 @@ def camera_spec(
 
 
 def discrete_format(
-    fourcc: str, description: str, sizes: list[tuple[int, int, list[tuple[int, int]]]], flags: int = 0
+    fourcc: str,
+    description: str,
+    sizes: list[tuple[int, int, list[tuple[int, int]]]],
+    flags: int = 0,
 ) -> dict:
     """A format with discrete sizes: [(width, height, [(interval_num, interval_den), ...])]."""
     return {
@@ -167,7 +170,9 @@ def fractional_camera() -> dict:
         card="Fake Slow Camera",
         bus_info="usb-0000:00:14.0-3",
         formats=[
-            discrete_format("YUYV", "YUYV 4:2:2", [(1280, 960, [(1, 15), (2, 15)]), (640, 480, [(2, 15)])])
+            discrete_format(
+                "YUYV", "YUYV 4:2:2", [(1280, 960, [(1, 15), (2, 15)]), (640, 480, [(2, 15)])]
+            )
         ],
         current={"width": 1280, "height": 960, "fourcc": "YUYV"},
         timeperframe=(2, 15),
@@ -190,7 +195,9 @@ def mplane_camera() -> dict:
         device_caps=CAP_VIDEO_CAPTURE_MPLANE | CAP_STREAMING,
         formats=[
             discrete_format("NV12", "Y/UV 4:2:0", [(1920, 1080, [(1, 60), (1, 30)])]),
-            discrete_format("YU12", "Planar YUV 4:2:0", [(1920, 1080, [(1, 30)]), (1280, 720, [(1, 30)])]),
+            discrete_format(
+                "YU12", "Planar YUV 4:2:0", [(1920, 1080, [(1, 30)]), (1280, 720, [(1, 30)])]
+            ),
         ],
         current={"width": 1920, "height": 1080, "fourcc": "NV12"},
         timeperframe=None,
@@ -327,7 +334,9 @@ class FakeV4L2Mount:
     # -- lifecycle --
 
     @classmethod
-    def start(cls, root: str | None = None, timeout: float = 10.0, verbose: bool = False) -> FakeV4L2Mount:
+    def start(
+        cls, root: str | None = None, timeout: float = 10.0, verbose: bool = False
+    ) -> FakeV4L2Mount:
         reason = fuse_unavailable_reason()
         if reason:
             raise FuseUnavailable(reason)
@@ -346,8 +355,14 @@ class FakeV4L2Mount:
         try:
             with open(os.path.join(root, "daemon.out"), "wb") as out:
                 proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env, close_fds=True, pass_fds=(lifeline_r,),
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                    close_fds=True,
+                    pass_fds=(lifeline_r,),
                 )
         except BaseException:
             os.close(lifeline_w)
@@ -366,7 +381,10 @@ class FakeV4L2Mount:
     def _daemon_output(self) -> str:
         chunks = []
         for name in ("daemon.out", "daemon.log"):
-            with contextlib.suppress(OSError), open(os.path.join(self.root, name), errors="replace") as f:
+            with (
+                contextlib.suppress(OSError),
+                open(os.path.join(self.root, name), errors="replace") as f,
+            ):
                 chunks.append(f.read()[-4000:])
         return "\n".join(c for c in chunks if c)
 
@@ -377,15 +395,21 @@ class FakeV4L2Mount:
                 output = self._daemon_output()
                 lowered = output.lower()
                 if "permission denied" in lowered or "operation not permitted" in lowered:
-                    raise FuseUnavailable(f"mounting FUSE is not permitted here: {output.strip()[-500:]}")
-                raise RuntimeError(f"fake camera daemon exited with {self._proc.returncode}:\n{output}")
+                    raise FuseUnavailable(
+                        f"mounting FUSE is not permitted here: {output.strip()[-500:]}"
+                    )
+                raise RuntimeError(
+                    f"fake camera daemon exited with {self._proc.returncode}:\n{output}"
+                )
             if is_mounted(self.dev_dir) and os.path.exists(self.control_path):
                 with contextlib.suppress(OSError):
                     self._request({"op": "ping"})
                     self._fuse_minor = os.minor(os.stat(self.dev_dir).st_dev)
                     return
             time.sleep(0.005)
-        raise RuntimeError(f"fake camera mount not ready after {timeout} s:\n{self._daemon_output()}")
+        raise RuntimeError(
+            f"fake camera mount not ready after {timeout} s:\n{self._daemon_output()}"
+        )
 
     def close(self) -> None:
         """Unmount and stop the daemon, escalating until both are really gone."""
@@ -396,10 +420,9 @@ class FakeV4L2Mount:
         with contextlib.suppress(Exception):
             self._request({"op": "release"}, timeout=1.0)
         self._close_socket()
-        if is_mounted(self.dev_dir):
-            if _run(["fusermount3", "-u", self.dev_dir]) != 0:
-                # EBUSY while something still has a node open: detach lazily instead.
-                _run(["fusermount3", "-uz", self.dev_dir])
+        if is_mounted(self.dev_dir) and _run(["fusermount3", "-u", self.dev_dir]) != 0:
+            # EBUSY while something still has a node open: detach lazily instead.
+            _run(["fusermount3", "-uz", self.dev_dir])
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -423,7 +446,7 @@ class FakeV4L2Mount:
         with contextlib.suppress(OSError), open(path, "w") as f:
             f.write("1")
 
-    def __enter__(self) -> FakeV4L2Mount:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -524,7 +547,12 @@ class FakeV4L2Mount:
 def _run(cmd: list[str]) -> int:
     try:
         return subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
         ).returncode
     except (OSError, subprocess.TimeoutExpired):
         return -1
