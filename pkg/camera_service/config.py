@@ -484,6 +484,12 @@ def _check_consistency(config: Config) -> None:
             "server.tls_cert and server.tls_key: set both (for wss://) or neither, "
             f"got tls_cert={server.tls_cert!r} and tls_key={server.tls_key!r}"
         )
+    if server.ping_timeout > server.ping_interval:
+        # picows waits for the pong inside the idle interval, so a longer timeout cannot work.
+        raise ConfigError(
+            f"server.ping_timeout: expected at most server.ping_interval "
+            f"({server.ping_interval!r}), got {server.ping_timeout!r}"
+        )
 
 
 def load_config(

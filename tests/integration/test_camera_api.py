@@ -313,10 +313,6 @@ async def test_unknown_devices(all_specs_app, fake_cameras, clients, method):
         assert isinstance(err.data["reason"], str) and err.data["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a stream name with a non-ASCII digit that int() rejects, e.g. 'camera\u00b2' "
-    "(superscript two), answers -32603 Internal server error: CameraMonitor.device_number() "
-    "checks str.isdigit(), which is true for '\u00b2', then int() raises ValueError"))
 @pytest.mark.parametrize("method", ["get_camera_status", "get_camera_capabilities"])
 async def test_superscript_digit_stream_name_is_not_found(all_specs_app, clients, method):
     client = await clients(all_specs_app)
@@ -325,10 +321,6 @@ async def test_superscript_digit_stream_name_is_not_found(all_specs_app, clients
                                                            "camera\u00b2")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: 'camera\u0660' / 'camera\u0662' (Arabic-Indic digits 0 and 2) resolve to camera0 / "
-    "camera2: CameraMonitor.device_number() accepts any Unicode decimal digit; the stream name "
-    "of /dev/videoN is the ASCII 'cameraN' (PROTOCOL 5), anything else is -1000"))
 @pytest.mark.parametrize("device", ["camera\u0660", "camera\u0662"], ids=["ar0", "ar2"])
 async def test_non_ascii_digit_stream_name_is_not_found(all_specs_app, clients, device):
     client = await clients(all_specs_app)

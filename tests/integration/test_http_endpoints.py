@@ -20,10 +20,6 @@ from camera_service.testing import fakecams
 # server/http.py respond() builds every answer with picows'
 # WSUpgradeResponse.create_error_response(), which raises ValueError for a status below 400;
 # the router catches it and answers 500 {"error": "internal server error"} instead.
-HTTP_200_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: every 200 answer of /health, /health/ready and /metrics is a 500: server/http.py "
-    "respond() uses picows create_error_response(), which rejects status < 400"))
-
 ISO_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
 
@@ -90,7 +86,6 @@ async def scrape(app) -> tuple[str, dict]:
 # ---- /health -------------------------------------------------------------------------------
 
 
-@HTTP_200_BUG
 async def test_health(start_app):
     app = await start_app()
     status, doc = await get_json(app.port, "/health")
@@ -105,7 +100,6 @@ async def test_health(start_app):
     assert -3 < delta < 2
 
 
-@HTTP_200_BUG
 async def test_health_uptime_moves(start_app):
     app = await start_app()
     _, first = await get_json(app.port, "/health")
@@ -114,7 +108,6 @@ async def test_health_uptime_moves(start_app):
     assert 0.15 <= second["uptime"] - first["uptime"] < 2
 
 
-@HTTP_200_BUG
 async def test_health_query_string_is_ignored(start_app):
     app = await start_app()
     status, doc = await get_json(app.port, "/health?verbose=1")
@@ -152,7 +145,6 @@ async def test_not_ready_during_the_first_scan(start_app, fake_cameras):
     await app.services.monitor.wait_ready(5)
 
 
-@HTTP_200_BUG
 @pytest.mark.fuse
 async def test_ready_flips_after_the_first_scan(start_app, fake_cameras):
     fake_cameras.add("video0", fakecams.uvc_camera())
@@ -180,7 +172,6 @@ async def test_ready_flips_after_the_first_scan(start_app, fake_cameras):
     assert (status, doc["status"]) == (200, "healthy")
 
 
-@HTTP_200_BUG
 async def test_ready_at_once_with_an_empty_device_dir(start_app):
     app = await start_app()
     assert await get_json(app.port, "/health/ready") == (200, {"status": "ready"})
@@ -189,7 +180,6 @@ async def test_ready_at_once_with_an_empty_device_dir(start_app):
 # ---- /metrics ------------------------------------------------------------------------------
 
 
-@HTTP_200_BUG
 @pytest.mark.fuse
 async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
     fake_cameras.add("video0", fakecams.uvc_camera())
@@ -280,7 +270,6 @@ async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
     assert 0 < got[("camera_service_uptime_seconds", ())] <= rpc["uptime"]
 
 
-@HTTP_200_BUG
 async def test_metrics_follow_connections(start_app, clients):
     app = await start_app()
     _, got = await scrape(app)
@@ -302,7 +291,6 @@ async def test_metrics_follow_connections(start_app, clients):
 # ---- nothing sensitive ---------------------------------------------------------------------
 
 
-@HTTP_200_BUG
 @pytest.mark.fuse
 async def test_endpoints_reveal_nothing_sensitive(start_app, fake_cameras, clients):
     fake_cameras.add("video0", fakecams.uvc_camera(card="Secret Lab Cam"))

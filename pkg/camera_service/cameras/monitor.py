@@ -277,7 +277,8 @@ class CameraMonitor:
                 return None
             m = _NODE_NAME.match(name)
             digits = m.group(1) if m else ""
-        if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        # ASCII digits only: str.isdigit() also accepts "²" or Arabic-Indic digits.
+        if not (digits.isascii() and digits.isdigit()) or (len(digits) > 1 and digits[0] == "0"):
             return None
         return int(digits)
 

@@ -37,8 +37,12 @@ cdef class Dispatcher:
     cdef public long long total_errors
     cdef dict _error_counts
     cdef set _tasks
+    cdef object _exact_payload
+    cdef object _exact_doc
 
     cpdef object handle(self, CallContext ctx, bytes payload)
+    cdef object _handle_general(self, CallContext ctx, bytes payload)
+    cdef object _internal_error(self, CallContext ctx, str method, bytes id_json, bint has_id)
     cdef object _handle_batch(self, CallContext ctx, list items, bytes payload)
     cdef object _handle_one(self, CallContext ctx, dict req, bytes payload, Py_ssize_t index)
     cdef object _invoke(self, CallContext ctx, MethodEntry entry, object params, bytes id_json,

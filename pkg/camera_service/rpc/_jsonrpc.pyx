@@ -300,6 +300,8 @@ cdef class Dispatcher:
         self.total_errors = 0
         self._error_counts = {}
         self._tasks = set()
+        self._exact_payload = None
+        self._exact_doc = None
 
     @property
     def methods(self):
@@ -322,9 +324,14 @@ cdef class Dispatcher:
         """Bytes to send back for one text message, or None."""
         out = self._fast_path(ctx, payload)
         if out is not _NOT_SIMPLE:
-            if type(out) is _Deferred:  # pragma: no cover - async entries never take it
-                raise AssertionError("async handler on the fast path")
             return out
+        try:
+            return self._handle_general(ctx, payload)
+        finally:
+            self._exact_payload = None
+            self._exact_doc = None
+
+    cdef object _handle_general(self, CallContext ctx, bytes payload):
         try:
             doc = _decode(payload)
         except _ParseFailure as exc:
@@ -425,6 +432,10 @@ cdef class Dispatcher:
             if entry is not None:
                 (<MethodEntry>entry).errors += 1
             return _error_from(exc, id_json) if has_id else None
+        except Exception:
+            if entry is not None:
+                (<MethodEntry>entry).errors += 1
+            return self._internal_error(ctx, method, id_json, has_id)
         return self._invoke(ctx, <MethodEntry>entry, params, id_json, has_id)
 
     cdef object _invoke(self, CallContext ctx, MethodEntry entry, object params, bytes id_json,
@@ -445,15 +456,19 @@ cdef class Dispatcher:
             entry.errors += 1
             return _error_from(exc, id_json) if has_id else None
         except Exception:
-            self._count_error(INTERNAL_ERROR, ctx)
             entry.errors += 1
-            _log.error("internal error in %s", entry.name, exc_info=True, extra={
-                "correlation_id": ctx.correlation_id, "client_id": ctx.client_id})
-            if not has_id:
-                return None
-            return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
-                "reason": "the server failed to process this request",
-                "correlation_id": ctx.correlation_id}, id_json)
+            return self._internal_error(ctx, entry.name, id_json, has_id)
+
+    cdef object _internal_error(self, CallContext ctx, str method, bytes id_json, bint has_id):
+        """-32603 for an unexpected exception being handled; details go to the log only."""
+        self._count_error(INTERNAL_ERROR, ctx)
+        _log.error("internal error in %s", method, exc_info=True, extra={
+            "correlation_id": ctx.correlation_id, "client_id": ctx.client_id})
+        if not has_id:
+            return None
+        return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
+            "reason": "the server failed to process this request",
+            "correlation_id": ctx.correlation_id}, id_json)
 
     cdef object _fast_path(self, CallContext ctx, bytes payload):
         """The common request, answered without building the envelope dict.
@@ -529,8 +544,12 @@ cdef class Dispatcher:
                 return _NOT_SIMPLE
             if ctx.expires_at and _realtime() >= ctx.expires_at:
                 return _NOT_SIMPLE
-        if ctx.bucket is not None and ctx.bucket.try_take(_monotonic()):
-            return _NOT_SIMPLE  # refused: the general path takes again, is refused, answers
+        if ctx.bucket is not None:
+            try:
+                if ctx.bucket.try_take(_monotonic()):
+                    return _NOT_SIMPLE  # refused: the general path asks again and answers
+            except Exception:
+                return _NOT_SIMPLE  # the general path reports it as -32603
         self._count_request(ctx)
         (<MethodEntry>entry).calls += 1
         cdef bint has_id = id_start >= 0
@@ -550,8 +569,15 @@ cdef class Dispatcher:
 
     cdef object _exact_id(self, bytes payload, Py_ssize_t index, object fallback):
         # A float id may be an integer beyond 64 bits that orjson rounded: re-read it exactly.
+        # The exact decode is done at most once per message, however many items need it.
+        if self._exact_payload is not payload:
+            self._exact_payload = payload
+            try:
+                self._exact_doc = _decode_exact(payload)
+            except Exception:
+                self._exact_doc = None
+        doc = self._exact_doc
         try:
-            doc = _decode_exact(payload)
             value = doc[index]["id"] if index >= 0 else doc["id"]
         except Exception:
             return fallback

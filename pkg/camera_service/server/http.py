@@ -17,7 +17,10 @@ PROMETHEUS_HEADERS = {
 
 def respond(status: int, body: bytes, headers: dict[str, str]) -> WSUpgradeResponseWithListener:
     """A complete HTTP response that picows sends before closing the connection."""
-    response = WSUpgradeResponse.create_error_response(HTTPStatus(status), body, headers)
+    if status == HTTPStatus.OK:
+        response = WSUpgradeResponse.create_ok_response(body, headers)
+    else:  # picows builds every non-200 answer through its error constructor (>= 400)
+        response = WSUpgradeResponse.create_error_response(HTTPStatus(status), body, headers)
     return WSUpgradeResponseWithListener(response, None)
 
 
@@ -30,10 +33,6 @@ def respond_json(status: int, payload: Any, extra_headers: dict[str, str] | None
 
 def not_found():
     return respond_json(404, {"error": "not found"})
-
-
-def method_not_allowed():
-    return respond_json(405, {"error": "method not allowed"}, {"Allow": "GET"})
 
 
 def over_capacity(retry_after_s: int):
