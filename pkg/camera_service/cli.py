@@ -20,6 +20,7 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from camera_service.auth.cli import add_apikey_parser, add_token_parser
+    from camera_service.client_cli import add_client_parser
 
     parser = argparse.ArgumentParser(
         prog="camera-service",
@@ -35,12 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(check)
     for add in (add_token_parser, add_apikey_parser):
         _add_config_arg(add(sub))
-    try:
-        from camera_service.cameras.cli import add_cameras_parser
-    except ImportError:  # pragma: no cover - only while the discovery package is absent
-        pass
-    else:
-        _add_config_arg(add_cameras_parser(sub))
+    add_client_parser(sub)
+    from camera_service.cameras.cli import add_cameras_parser
+
+    _add_config_arg(add_cameras_parser(sub))
     return parser
 
 
@@ -57,6 +56,10 @@ def _load(args: argparse.Namespace):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "client":  # talks to a service; needs no local configuration
+        from camera_service.client_cli import run_client
+
+        return run_client(args)
     config = _load(args)
     if config is None:
         return 1
