@@ -86,7 +86,10 @@ class WorkerPool:
         options.validate()
         self.options = options
         ctx = multiprocessing.get_context("spawn")
-        self.pipes = []
+        # One-way pipes: the worker's event loop watches the command pipe (libuv makes that fd
+        # non-blocking), while results, which can be megabytes, go through a blocking one.
+        self.pipes = []  # command writers
+        self.results = []  # result readers
         self.procs = []
         base, extra = divmod(options.conns, options.procs)
         for index in range(options.procs):
@@ -100,27 +103,31 @@ class WorkerPool:
                 "call_timeout": options.call_timeout, "seed": options.seed * 1000 + index,
                 "probe": options.probe and index == 0, "max_life": max_life,
             }
-            parent_end, child_end = ctx.Pipe()
+            cmd_reader, cmd_writer = ctx.Pipe(duplex=False)
+            res_reader, res_writer = ctx.Pipe(duplex=False)
             from bench.load import worker
 
-            proc = ctx.Process(target=worker.main, args=(child_end, cfg), daemon=True,
+            proc = ctx.Process(target=worker.main, args=(cmd_reader, res_writer, cfg), daemon=True,
                                name=f"bench-load-{index}")
             proc.start()
-            child_end.close()
-            self.pipes.append(parent_end)
+            cmd_reader.close()
+            res_writer.close()
+            self.pipes.append(cmd_writer)
+            self.results.append(res_reader)
             self.procs.append(proc)
         self.ready: list[dict[str, Any]] = []
 
     def _recv(self, index: int, deadline: float, want: str) -> dict[str, Any]:
-        pipe = self.pipes[index]
+        pipe = self.results[index]
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not pipe.poll(left):
                 raise TimeoutError(f"load worker {index} did not answer {want!r} in time")
             try:
                 msg = pipe.recv()
-            except EOFError:
-                raise RuntimeError(f"load worker {index} exited (exit code {self.procs[index].exitcode})") from None
+            except (EOFError, OSError) as exc:
+                raise RuntimeError(f"load worker {index} went away ({exc!r}, exit code "
+                                   f"{self.procs[index].exitcode})") from None
             if msg.get("type") == "error":
                 raise RuntimeError(f"load worker {index} failed: {msg['error']}\n{msg.get('traceback', '')}")
             if msg.get("type") == want:
@@ -150,7 +157,7 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(2.0)
-        for pipe in self.pipes:
+        for pipe in self.pipes + self.results:
             pipe.close()
 
     def __enter__(self) -> WorkerPool:

@@ -343,15 +343,15 @@ async def _run_load(loop, conns: list[LoadConn], sh: Shared, msg: dict[str, Any]
     }
 
 
-async def _serve(pipe, cfg: dict[str, Any]) -> None:
+async def _serve(commands, pipe, cfg: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
-    fd = pipe.fileno()
+    fd = commands.fileno()
 
     def on_pipe() -> None:
         try:
-            while pipe.poll():
-                inbox.put_nowait(pipe.recv())
+            while commands.poll():
+                inbox.put_nowait(commands.recv())
         except (EOFError, OSError):
             loop.remove_reader(fd)
             inbox.put_nowait({"cmd": "close", "reason": "parent went away"})
@@ -399,8 +399,9 @@ async def _serve(pipe, cfg: dict[str, Any]) -> None:
     loop.remove_reader(fd)
 
 
-def main(pipe, cfg: dict[str, Any]) -> None:
-    """Process entry point (multiprocessing, spawn start method)."""
+def main(commands, pipe, cfg: dict[str, Any]) -> None:
+    """Process entry point (multiprocessing, spawn start method): commands arrive on
+    `commands`, answers go out on `pipe`."""
     try:
         if cfg.get("cpus"):
             os.sched_setaffinity(0, set(cfg["cpus"]))
@@ -412,7 +413,7 @@ def main(pipe, cfg: dict[str, Any]) -> None:
                 asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
             except ImportError:
                 pass
-        asyncio.run(_serve(pipe, cfg))
+        asyncio.run(_serve(commands, pipe, cfg))
     except BaseException as exc:  # the parent must hear about it instead of timing out
         try:
             pipe.send({"type": "error", "error": f"{type(exc).__name__}: {exc}",
