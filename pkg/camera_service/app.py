@@ -127,9 +127,25 @@ class Application:
 
         def on_readable() -> None:
             if any(event.name == name for event in watcher.read_events()):
-                self.services.authenticator.api_keys.reload_if_changed()
+                if self.services.authenticator.api_keys.reload_if_changed():
+                    self._end_revoked_sessions()
 
         loop.add_reader(watcher.fileno(), on_readable)
+
+    def _end_revoked_sessions(self) -> None:
+        """A revoked or expired key also ends the sessions it opened, not just new logins."""
+        store = self.services.authenticator.api_keys
+        now = time.time()
+        for listener in self.services.server.table:
+            ctx = listener.ctx
+            session = ctx.session
+            if session is None or session.key_id is None:
+                continue
+            entry = store.get(session.key_id)
+            if entry is None or not entry.active or entry.is_expired(now):
+                ctx.clear_session()
+                log.info("session ended: its API key was revoked", extra={
+                    "client_id": ctx.client_id, "user_id": session.user_id})
 
     def _on_config_change(self, old: Config, new: Config, changed: set[str]) -> None:
         services = self.services

@@ -16,8 +16,6 @@ from camera_service.devices import v4l2
 from camera_service.devices.inotify import IN_Q_OVERFLOW, InotifyEvent
 from camera_service.testing import fakecams
 
-pytestmark = pytest.mark.fuse
-
 
 class CountingProbe:
     """The real probe, counting calls per node name (called from the pool's threads)."""
@@ -80,6 +78,7 @@ def names(monitor: CameraMonitor) -> list[str]:
 # ---- initial scan -----------------------------------------------------------------------------
 
 
+@pytest.mark.fuse
 async def test_initial_scan_lists_capture_nodes_and_errors_without_events(
     fake_cameras, start_monitor
 ):
@@ -126,6 +125,7 @@ async def test_initial_scan_lists_capture_nodes_and_errors_without_events(
     assert monitor.state == "stopped"
 
 
+@pytest.mark.fuse
 async def test_ready_at_once_for_an_empty_directory(start_monitor):
     monitor = await start_monitor()
     assert monitor.ready.is_set() and monitor.snapshot() == ()
@@ -134,6 +134,7 @@ async def test_ready_at_once_for_an_empty_directory(start_monitor):
 # ---- hot-plug -----------------------------------------------------------------------------------
 
 
+@pytest.mark.fuse
 async def test_hotplug_add_remove_readd(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe=probe)
@@ -170,6 +171,7 @@ async def test_hotplug_add_remove_readd(fake_cameras, start_monitor):
     assert monitor.version == v0 + 3
 
 
+@pytest.mark.fuse
 async def test_udev_style_event_pairs_give_one_probe_and_one_event(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe=probe)
@@ -192,6 +194,7 @@ async def test_udev_style_event_pairs_give_one_probe_and_one_event(fake_cameras,
     assert probe.calls == {"video0": 1, "video1": 1}
 
 
+@pytest.mark.fuse
 async def test_burst_within_one_read_gives_one_event_per_surviving_camera(
     fake_cameras, start_monitor
 ):
@@ -223,6 +226,7 @@ async def test_burst_within_one_read_gives_one_event_per_surviving_camera(
     assert await quiet(stream) == [] and monitor.snapshot() == ()
 
 
+@pytest.mark.fuse
 async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_monitor):
     monitor = await start_monitor()
     stream = monitor.events()
@@ -260,6 +264,7 @@ async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_moni
 # ---- permissions, faults, timeouts ----------------------------------------------------------------
 
 
+@pytest.mark.fuse
 async def test_permission_fixed_after_appearing(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe=probe)
@@ -274,6 +279,7 @@ async def test_permission_fixed_after_appearing(fake_cameras, start_monitor):
     assert 2 <= probe.calls["video0"] <= 3
 
 
+@pytest.mark.fuse
 async def test_permission_never_fixed_becomes_error_then_recovers(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe=probe)
@@ -298,6 +304,7 @@ async def test_permission_never_fixed_becomes_error_then_recovers(fake_cameras, 
     assert await quiet(stream) == []
 
 
+@pytest.mark.fuse
 async def test_vanishing_and_broken_cameras_are_error(fake_cameras, start_monitor):
     monitor = await start_monitor()
     stream = monitor.events()
@@ -322,6 +329,7 @@ async def test_vanishing_and_broken_cameras_are_error(fake_cameras, start_monito
     )
 
 
+@pytest.mark.fuse
 async def test_hung_probe_turns_error_and_the_loop_keeps_serving(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe_timeout=0.3, probe=probe)
@@ -370,6 +378,7 @@ async def test_hung_probe_turns_error_and_the_loop_keeps_serving(fake_cameras, s
     assert probe.calls["video0"] == 2
 
 
+@pytest.mark.fuse
 async def test_replugged_while_the_old_probe_is_stuck(fake_cameras, start_monitor):
     probe = CountingProbe()
     monitor = await start_monitor(probe_timeout=0.2, probe=probe)
@@ -397,6 +406,7 @@ async def test_replugged_while_the_old_probe_is_stuck(fake_cameras, start_monito
 # ---- idle, overflow, directory lifecycle -------------------------------------------------------
 
 
+@pytest.mark.fuse
 async def test_no_wakeups_while_nothing_changes(fake_cameras, start_monitor):
     for n in range(3):
         fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
@@ -424,6 +434,7 @@ def _sysctl(path: str, value: str | None = None) -> str:
     return old
 
 
+@pytest.mark.fuse
 async def test_real_queue_overflow_rescans(fake_cameras, start_monitor):
     try:
         original = _sysctl(QUEUE_KNOB, "8")
@@ -446,6 +457,7 @@ async def test_real_queue_overflow_rescans(fake_cameras, start_monitor):
     assert await quiet(stream) == []
 
 
+@pytest.mark.fuse
 async def test_lost_events_are_recovered_by_the_overflow_rescan(fake_cameras, start_monitor):
     fake_cameras.add("video0", fakecams.uvc_camera(card="Stays"))
     fake_cameras.add("video1", fakecams.uvc_camera(card="Leaves"))
@@ -472,6 +484,7 @@ async def test_lost_events_are_recovered_by_the_overflow_rescan(fake_cameras, st
     assert await quiet(stream) == []
 
 
+@pytest.mark.fuse
 async def test_device_dir_deleted_and_recreated(fake_cameras, start_monitor):
     sub = fake_cameras.mkdir("sub")
     fake_cameras.add("sub/video0", fakecams.uvc_camera())
@@ -504,6 +517,7 @@ async def test_device_dir_deleted_and_recreated(fake_cameras, start_monitor):
     assert await quiet(stream) == []
 
 
+@pytest.mark.fuse
 async def test_device_dir_moved_away_and_back(fake_cameras, start_monitor):
     sub = fake_cameras.mkdir("sub")
     fake_cameras.add("sub/video0", fakecams.uvc_camera())
@@ -524,6 +538,7 @@ async def test_device_dir_moved_away_and_back(fake_cameras, start_monitor):
     ]
 
 
+@pytest.mark.fuse
 async def test_directory_created_after_start(fake_cameras, start_monitor):
     later = os.path.join(fake_cameras.dev_dir, "a", "b")
     monitor = await start_monitor(later)
@@ -537,6 +552,7 @@ async def test_directory_created_after_start(fake_cameras, start_monitor):
     assert monitor.wakeups <= 4
 
 
+@pytest.mark.fuse
 async def test_device_range_filters_and_can_change_live(fake_cameras, start_monitor):
     for n in range(3):
         fake_cameras.add(f"video{n}", fakecams.uvc_camera(card=f"Cam {n}"))
@@ -557,6 +573,7 @@ async def test_device_range_filters_and_can_change_live(fake_cameras, start_moni
     assert names(monitor) == ["video1", "video3"]
 
 
+@pytest.mark.fuse
 async def test_32_cameras(fake_cameras, start_monitor):
     for name, spec in fakecams.many_cameras(32).items():
         fake_cameras.add(name, spec)
@@ -575,6 +592,7 @@ async def test_32_cameras(fake_cameras, start_monitor):
 # ---- API surface ----------------------------------------------------------------------------------
 
 
+@pytest.mark.fuse
 async def test_stop_releases_the_fd_and_ends_streams(fake_cameras):
     def fds() -> set[str]:
         return set(os.listdir("/proc/self/fd"))
@@ -594,6 +612,7 @@ async def test_stop_releases_the_fd_and_ends_streams(fake_cameras):
     await monitor.stop()  # idempotent
 
 
+@pytest.mark.fuse
 async def test_subscribers_and_streams_are_independent(fake_cameras, start_monitor):
     monitor = await start_monitor()
     got: list[str] = []
@@ -613,6 +632,7 @@ async def test_subscribers_and_streams_are_independent(fake_cameras, start_monit
     assert got == ["CONNECTED"]
 
 
+@pytest.mark.fuse
 async def test_probe_timeout_is_live(fake_cameras, start_monitor):
     monitor = await start_monitor(probe_timeout=5.0)
     monitor.probe_timeout = 0.2
@@ -620,3 +640,354 @@ async def test_probe_timeout_is_live(fake_cameras, start_monitor):
     fake_cameras.add("video0", fakecams.hanging_camera(seconds=2.0))
     (ev,) = await take(stream, 1, timeout=1.0)
     assert ev.camera.status == ERROR and "0.2 s" in ev.camera.error
+
+
+# ---- monitor logic with an injected probe (plain directory, real inotify, no FUSE) ------------
+
+
+def _fake_info(
+    path: str, card: str = "Cam", caps: int = 0x04200001, width: int = 640
+) -> v4l2.DeviceInfo:
+    from fractions import Fraction
+
+    fmt = v4l2.Format("YUYV", "YUYV 4:2:2", (v4l2.FrameSize(width, 480, (Fraction(30),)),))
+    return v4l2.DeviceInfo(
+        path,
+        "fakedrv",
+        card,
+        "bus-1",
+        0x060100,
+        caps | 0x80000000,
+        caps,
+        formats=(fmt,) if caps & 1 else (),
+        current_width=width if caps & 1 else None,
+        current_height=480 if caps & 1 else None,
+        current_fourcc="YUYV" if caps & 1 else None,
+        current_fps=Fraction(30) if caps & 1 else None,
+    )
+
+
+class ScriptedProbe:
+    """Answers per node name from `answers` (DeviceInfo factory or exception); a name listed in
+    `gates` blocks until its event is set (bounded, so a failing test cannot hang)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, object] = {}
+        self.gates: dict[str, threading.Event] = {}
+        self.calls: Counter[str] = Counter()
+        self._mu = threading.Lock()
+
+    def __call__(self, path: str) -> v4l2.DeviceInfo:
+        name = os.path.basename(path)
+        with self._mu:
+            self.calls[name] += 1
+            gate = self.gates.get(name)
+            answer = self.answers.get(name, "Cam")
+        if gate is not None:
+            gate.wait(5)
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            return answer(path)
+        return _fake_info(path, card=str(answer))
+
+
+@pytest.fixture
+async def plain_monitor(tmp_path):
+    made: list[CameraMonitor] = []
+
+    async def start(probe: ScriptedProbe, **kwargs) -> CameraMonitor:
+        kwargs.setdefault("probe_timeout", 1.0)
+        monitor = CameraMonitor(str(tmp_path), probe=probe, **kwargs)
+        await monitor.start()
+        await monitor.wait_ready(5)
+        made.append(monitor)
+        return monitor
+
+    yield start
+    for monitor in made:
+        await monitor.stop()
+
+
+def _touch(directory, name: str) -> None:
+    (directory / name).touch()
+
+
+async def test_queued_probes_are_not_timed_out_while_the_pool_is_stuck(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    probe.gates["video0"] = threading.Event()
+    monitor = await plain_monitor(probe, max_workers=1, probe_timeout=0.2)
+    stream = monitor.events()
+    _touch(tmp_path, "video0")  # takes the only worker and hangs
+    await asyncio.sleep(0.01)
+    _touch(tmp_path, "video1")  # queued behind it
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, os.path.basename(ev.camera.device), ev.camera.status) == (
+        "STATUS_CHANGED",
+        "video0",
+        ERROR,
+    )
+    await asyncio.sleep(0.25)  # video1's deadline passes while it is still queued
+    assert monitor.get("camera1") is None
+    probe.gates["video0"].set()
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, os.path.basename(ev.camera.device), ev.camera.status) == (
+        "CONNECTED",
+        "video1",
+        CONNECTED,
+    )
+    assert monitor.get("camera0").status == ERROR  # the late answer does not count
+    assert await quiet(stream) == []
+
+
+async def test_unexpected_probe_failure_is_error(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    probe.answers["video3"] = RuntimeError("driver returned garbage")
+    monitor = await plain_monitor(probe)
+    stream = monitor.events()
+    _touch(tmp_path, "video3")
+    (ev,) = await take(stream, 1)
+    assert (ev.camera.status, ev.camera.error) == (ERROR, "driver returned garbage")
+
+
+async def test_rescan_reconciles_changed_nodes(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    for n in range(3):
+        _touch(tmp_path, f"video{n}")
+    monitor = await plain_monitor(probe)
+    assert [c.name for c in monitor.snapshot()] == ["Cam", "Cam", "Cam"]
+    stream = monitor.events()
+    version = monitor.version
+    probe.answers["video0"] = lambda p: _fake_info(p, caps=0x04A00000)  # now a metadata node
+    probe.answers["video1"] = "Other"  # a different device behind the same name
+    probe.answers["video2"] = lambda p: _fake_info(p, width=1280)  # same device, new format
+    monitor._handle_events([InotifyEvent(-1, IN_Q_OVERFLOW, 0, "")])
+    events = await take(stream, 3)
+    assert _brief(events) == [
+        ("DISCONNECTED", "video0", DISCONNECTED),
+        ("DISCONNECTED", "video1", DISCONNECTED),
+        ("CONNECTED", "video1", CONNECTED),
+    ]
+    assert events[2].camera.name == "Other"
+    assert await quiet(stream) == []
+    assert [(c.number, c.resolution) for c in monitor.snapshot()] == [
+        (1, "640x480"),
+        (2, "1280x480"),
+    ]
+    assert monitor.version == version + 3  # video2's refresh changed the registry silently
+
+
+async def test_change_during_a_probe_is_probed_again(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    probe.gates["video0"] = threading.Event()
+    monitor = await plain_monitor(probe)
+    stream = monitor.events()
+    _touch(tmp_path, "video0")
+    await asyncio.sleep(0.05)
+    probe.answers["video0"] = "Newer"
+    monitor._handle_events([InotifyEvent(-1, IN_Q_OVERFLOW, 0, "")])  # rescan mid-probe
+    probe.gates["video0"].set()
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, ev.camera.name) == ("CONNECTED", "Newer")
+    assert probe.calls["video0"] == 2
+    assert await quiet(stream) == []
+
+
+async def test_attrib_for_an_unknown_node_probes_it(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    monitor = await plain_monitor(probe)
+    stream = monitor.events()
+    (tmp_path / "video4").touch()
+    monitor._watcher.read_events()  # lose its IN_CREATE
+    os.chmod(tmp_path / "video4", 0o600)  # only IN_ATTRIB is seen
+    (ev,) = await take(stream, 1)
+    assert (ev.kind, os.path.basename(ev.camera.device)) == ("CONNECTED", "video4")
+
+
+async def test_restart_rebuilds_the_registry_silently(tmp_path, plain_monitor):
+    probe = ScriptedProbe()
+    _touch(tmp_path, "video0")
+    monitor = await plain_monitor(probe)
+    seen: list[CameraEvent] = []
+    monitor.subscribe(seen.append)
+    await monitor.stop()
+    _touch(tmp_path, "video1")
+    await monitor.start()
+    await monitor.wait_ready(5)
+    assert [c.number for c in monitor.snapshot()] == [0, 1]
+    assert seen == [] and monitor.device_range == frozenset() and monitor.probe_timeout == 1.0
+
+
+async def test_unreadable_inotify_fd_sets_error_state(tmp_path, plain_monitor):
+    monitor = await plain_monitor(ScriptedProbe())
+
+    def broken() -> list[InotifyEvent]:
+        raise OSError(5, "Input/output error")
+
+    monitor._watcher.read_events = broken  # type: ignore[method-assign]
+    _touch(tmp_path, "video0")
+    await asyncio.sleep(0.1)
+    assert monitor.state == "error"
+
+
+# ---- the command-line front ends ----------------------------------------------------------------
+
+
+def _cli_args(**kw):
+    import argparse
+
+    defaults = {"device_dir": None, "json": False, "watch": False, "probe_timeout": None}
+    return argparse.Namespace(**{**defaults, **kw})
+
+
+@pytest.mark.fuse
+def test_cameras_command_table_and_json(fake_cameras, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from camera_service.cameras.cli import run_cameras
+
+    fake_cameras.add("video0", fakecams.uvc_camera())
+    fake_cameras.add("video1", fakecams.metadata_node())
+    fake_cameras.add("video2", fakecams.querycap_eio_camera())
+    fake_cameras.add("video3", fakecams.fractional_camera())
+
+    assert run_cameras(_cli_args(device_dir=fake_cameras.dev_dir)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["DEVICE", "STATUS", "NAME", "RESOLUTION", "FPS", "FORMATS"]
+    rows = [line.split(None, 2) for line in lines[1:]]
+    assert [(os.path.basename(r[0]), r[1]) for r in rows] == [
+        ("video0", "CONNECTED"),
+        ("video2", "ERROR"),
+        ("video3", "CONNECTED"),
+    ]
+    assert "Fake Slow Camera  1280x960    7.5  YUYV" in lines[3]
+
+    cfg = SimpleNamespace(
+        camera=SimpleNamespace(device_dir=fake_cameras.dev_dir, device_range=(3,), probe_timeout=1)
+    )
+    assert run_cameras(_cli_args(json=True), cfg) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["device_dir"] == fake_cameras.dev_dir
+    assert [c["device"] for c in doc["cameras"]] == [fake_cameras.path("video3")]
+    assert doc["cameras"][0] == {
+        "device": fake_cameras.path("video3"),
+        "status": "CONNECTED",
+        "name": "Fake Slow Camera",
+        "resolution": "1280x960",
+        "fps": 7.5,
+        "formats": ["YUYV"],
+        "resolutions": ["1280x960", "640x480"],
+        "frame_rates": [15, 7.5],
+        "fps_options": [15, 7.5],
+        "device_info": {
+            "driver": "uvcvideo",
+            "card": "Fake Slow Camera",
+            "bus_info": "usb-0000:00:14.0-3",
+            "driver_version": "6.1.0",
+        },
+        "error": None,
+    }
+
+
+def test_cameras_command_errors(tmp_path, capsys):
+    from camera_service.cameras.cli import run_cameras
+
+    missing = str(tmp_path / "nope")
+    assert run_cameras(_cli_args(device_dir=missing)) == 1
+    assert capsys.readouterr().err == f"camera-service cameras: {missing} is not a directory\n"
+    assert run_cameras(_cli_args(device_dir=str(tmp_path), probe_timeout=0)) == 2
+    assert "--probe-timeout must be > 0" in capsys.readouterr().err
+    assert run_cameras(_cli_args(device_dir=str(tmp_path))) == 0
+    assert capsys.readouterr().out == f"no cameras in {tmp_path}\n"
+
+
+def _read_until(stream, needle: str, timeout: float = 10.0) -> str:
+    """Lines from a subprocess pipe until one contains `needle` (bounded by a deadline)."""
+    import selectors
+
+    seen = ""
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not sel.select(left):
+            pytest.fail(f"{needle!r} not printed within {timeout} s; got:\n{seen}")
+        line = stream.readline()
+        if not line:
+            pytest.fail(f"process ended before printing {needle!r}; got:\n{seen}")
+        seen += line
+    return seen
+
+
+@pytest.mark.fuse
+def test_cameras_command_watch_prints_hotplug_until_interrupted(fake_cameras):
+    import signal
+    import subprocess
+    import sys
+
+    fake_cameras.add("video0", fakecams.uvc_camera())
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "camera_service",
+            "cameras",
+            "--device-dir",
+            fake_cameras.dev_dir,
+            "--watch",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        head = _read_until(proc.stdout, "watching")
+        assert "CONNECTED  Fake USB Camera" in head
+        fake_cameras.add("video5", fakecams.fractional_camera())
+        line = _read_until(proc.stdout, "video5")
+        assert line.split()[:3] == ["CONNECTED", fake_cameras.path("video5"), "CONNECTED"]
+        assert "(1280x960 @ 7.5 fps)" in line
+        fake_cameras.remove("video5")
+        line = _read_until(proc.stdout, "DISCONNECTED")
+        assert line.split()[:3] == ["DISCONNECTED", fake_cameras.path("video5"), "DISCONNECTED"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.fuse
+def test_demo_serves_fake_cameras_and_cleans_up(fake_v4l2_mount):
+    # fake_v4l2_mount only makes this skip where FUSE is unavailable; the demo mounts its own.
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "test.toml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camera_service.testing.demo", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = _read_until(proc.stdout, "fake cameras in")
+        dev_dir = re.search(r"fake cameras in (\S+)", out).group(1)
+        assert sorted(os.listdir(dev_dir)) == ["video0", "video1", "video2", "video4"]
+        _read_until(proc.stdout, "listening")
+        with open(os.path.join(dev_dir, "video6"), "w"):  # plug a spare camera from "a shell"
+            pass
+        _read_until(proc.stdout, "video6")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+        assert not fakecams.is_mounted(dev_dir)
+        assert not os.path.exists(os.path.dirname(dev_dir))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

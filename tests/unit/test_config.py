@@ -193,7 +193,7 @@ def test_file_values_are_typed(tmp_path):
     path = write_toml(
         tmp_path / "c.toml",
         {
-            "server": {"port": 9000, "ping_interval": 7, "shutdown_timeout": 0.5,
+            "server": {"port": 9000, "ping_interval": 17, "shutdown_timeout": 0.5,
                        "tls_cert": "/c.pem", "tls_key": "/k.pem"},
             "security": {"jwt_algorithms": ["HS512", "HS256"], "jwt_leeway": 2},
             "camera": {"device_range": [0, 2]},
@@ -202,7 +202,7 @@ def test_file_values_are_typed(tmp_path):
     )
     cfg = load_config(path, env={})
     assert cfg.server.port == 9000
-    assert cfg.server.ping_interval == 7.0 and type(cfg.server.ping_interval) is float
+    assert cfg.server.ping_interval == 17.0 and type(cfg.server.ping_interval) is float
     assert cfg.server.shutdown_timeout == 0.5
     assert (cfg.server.tls_cert, cfg.server.tls_key) == ("/c.pem", "/k.pem")
     assert cfg.security.jwt_algorithms == ("HS512", "HS256")
@@ -254,7 +254,7 @@ def test_env_none_reads_process_environment(tmp_path, monkeypatch):
     [
         ("CAMERA_SERVICE_SERVER_HOST", "127.0.0.1", "server", "host", "127.0.0.1"),
         ("CAMERA_SERVICE_SERVER_PORT", " 9000 ", "server", "port", 9000),
-        ("CAMERA_SERVICE_SERVER_PING_INTERVAL", "2.5", "server", "ping_interval", 2.5),
+        ("CAMERA_SERVICE_SERVER_PING_INTERVAL", "12.5", "server", "ping_interval", 12.5),
         ("CAMERA_SERVICE_SERVER_SHUTDOWN_TIMEOUT", "0", "server", "shutdown_timeout", 0.0),
         ("CAMERA_SERVICE_SECURITY_JWT_SECRET", "s3cr3t-value", "security", "jwt_secret",
          "s3cr3t-value"),
@@ -607,3 +607,12 @@ def test_changing_state_dir_moves_the_default_key_store():
 
 def test_logging_settings_defaults():
     assert LoggingSettings() == LoggingSettings(level="info", format="json", file=None)
+
+
+def test_ping_timeout_may_not_exceed_ping_interval():
+    # picows waits for the pong inside the idle interval; a longer timeout cannot work.
+    with pytest.raises(ConfigError) as err:
+        load_config(None, env={}, overrides={"server": {"ping_interval": 5, "ping_timeout": 6}})
+    assert str(err.value) == "server.ping_timeout: expected at most server.ping_interval (5.0), got 6.0"
+    cfg = load_config(None, env={}, overrides={"server": {"ping_interval": 5, "ping_timeout": 5}})
+    assert cfg.server.ping_timeout == 5.0

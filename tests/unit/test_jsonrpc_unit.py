@@ -451,10 +451,6 @@ def test_make_entry_detects_async():
     assert make_entry("s", s, 2).role_level == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: every float id in a batch re-decodes the WHOLE message with the stdlib json "
-    "(_exact_id), before auth and rate limiting: a 1 MiB batch of 100 items with id 1.5 "
-    "costs 100 full decodes (~130x an int-id batch), so any client can stall the loop"))
 def test_float_ids_in_a_batch_do_not_redecode_the_message_per_item(monkeypatch):
     d, _ = build()
     ctx, _ = new_ctx()
@@ -476,10 +472,6 @@ def test_float_ids_in_a_batch_do_not_redecode_the_message_per_item(monkeypatch):
     assert len(big_decodes) <= 1, f"{len(big_decodes)} full decodes of one message"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: _handle_one catches only RpcError around _admit/_authorize (b52f0e5 split the call "
-    "into _invoke); any other exception from the authorizer or the rate limiter escapes "
-    "Dispatcher.handle, so the listener drops the connection instead of answering -32603"))
 def test_authorizer_crash_is_internal_error_not_an_exception():
     """A bug in the token check must answer -32603 like a bug in a handler, not escape
     from handle() (which would tear the connection down)."""

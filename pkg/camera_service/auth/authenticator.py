@@ -135,4 +135,5 @@ class Authenticator:
             role=entry.role,
             auth_method="api_key",
             expires_at=entry.expires_ts,
+            key_id=entry.key_id,
         )

@@ -57,6 +57,7 @@ class Session:
     expires_at: float | None = None
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     valid_until: float | None = None
+    key_id: str | None = None  # the API key behind an api_key session, to honour revocation
     role_level: int = field(init=False, default=0)
     permissions: tuple[str, ...] = field(init=False, default=())
 
