@@ -902,23 +902,38 @@ def test_cameras_command_errors(tmp_path, capsys):
     assert capsys.readouterr().out == f"no cameras in {tmp_path}\n"
 
 
-def _read_until(stream, needle: str, timeout: float = 10.0) -> str:
-    """Lines from a subprocess pipe until one contains `needle` (bounded by a deadline)."""
-    import selectors
+class Lines:
+    """A subprocess's output read by a thread, so waits can have a deadline (a select() on the
+    pipe would miss lines already sitting in the file object's buffer)."""
 
-    seen = ""
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        left = deadline - time.monotonic()
-        if left <= 0 or not sel.select(left):
-            pytest.fail(f"{needle!r} not printed within {timeout} s; got:\n{seen}")
-        line = stream.readline()
-        if not line:
-            pytest.fail(f"process ended before printing {needle!r}; got:\n{seen}")
-        seen += line
-    return seen
+    def __init__(self, stream) -> None:
+        import queue
+
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.seen = ""
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def until(self, needle: str, timeout: float = 10.0) -> str:
+        """The lines up to and including the first one containing `needle`."""
+        import queue
+
+        got = ""
+        deadline = time.monotonic() + timeout
+        while needle not in got:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"{needle!r} not printed within {timeout} s; got:\n{self.seen}")
+            if line is None:
+                pytest.fail(f"process ended before printing {needle!r}; got:\n{self.seen}")
+            got += line
+            self.seen += line
+        return got
 
 
 @pytest.mark.fuse
@@ -942,15 +957,16 @@ def test_cameras_command_watch_prints_hotplug_until_interrupted(fake_cameras):
         stderr=subprocess.PIPE,
         text=True,
     )
+    out = Lines(proc.stdout)
     try:
-        head = _read_until(proc.stdout, "watching")
+        head = out.until("watching")
         assert "CONNECTED  Fake USB Camera" in head
         fake_cameras.add("video5", fakecams.fractional_camera())
-        line = _read_until(proc.stdout, "video5")
+        line = out.until("video5")
         assert line.split()[:3] == ["CONNECTED", fake_cameras.path("video5"), "CONNECTED"]
         assert "(1280x960 @ 7.5 fps)" in line
         fake_cameras.remove("video5")
-        line = _read_until(proc.stdout, "DISCONNECTED")
+        line = out.until("DISCONNECTED")
         assert line.split()[:3] == ["DISCONNECTED", fake_cameras.path("video5"), "DISCONNECTED"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
@@ -975,14 +991,14 @@ def test_demo_serves_fake_cameras_and_cleans_up(fake_v4l2_mount):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    out = Lines(proc.stdout)
     try:
-        out = _read_until(proc.stdout, "fake cameras in")
-        dev_dir = re.search(r"fake cameras in (\S+)", out).group(1)
+        dev_dir = re.search(r"fake cameras in (\S+)", out.until("fake cameras in")).group(1)
         assert sorted(os.listdir(dev_dir)) == ["video0", "video1", "video2", "video4"]
-        _read_until(proc.stdout, "listening")
+        out.until("watching")  # the monitor's watch is in place: the next plug is an event
         with open(os.path.join(dev_dir, "video6"), "w"):  # plug a spare camera from "a shell"
             pass
-        _read_until(proc.stdout, "video6")
+        out.until("video6")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
         assert not fakecams.is_mounted(dev_dir)

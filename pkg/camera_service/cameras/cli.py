@@ -112,7 +112,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     if watch:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
 
     def on_event(event: CameraEvent) -> None:
