@@ -738,6 +738,14 @@ async def test_queued_probes_are_not_timed_out_while_the_pool_is_stuck(tmp_path,
     )
     assert monitor.get("camera0").status == ERROR  # the late answer does not count
     assert await quiet(stream) == []
+    # Probe threads never keep the process alive at exit, even when stuck in a driver.
+    probe.gates["video2"] = threading.Event()
+    _touch(tmp_path, "video2")
+    await asyncio.sleep(0.05)
+    await monitor.stop()
+    workers = [t for t in threading.enumerate() if t.name.startswith("camera-probe")]
+    assert workers and all(t.daemon for t in workers)
+    probe.gates["video2"].set()
 
 
 async def test_unexpected_probe_failure_is_error(tmp_path, plain_monitor):

@@ -30,10 +30,12 @@ import functools
 import itertools
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -82,6 +84,70 @@ _ANCESTOR_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ON
 _DIR_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 
 CameraCallback = Callable[["CameraEvent"], Any]
+
+
+class ProbePool(Executor):
+    """A fixed set of daemon worker threads for probes.
+
+    concurrent.futures.ThreadPoolExecutor joins its threads when the interpreter exits; a
+    thread stuck in a driver's ioctl would then keep the whole service from exiting. Daemon
+    threads are simply abandoned at exit.
+    """
+
+    def __init__(self, workers: int, name: str = "camera-probe") -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = workers
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._mu = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        with self._mu:
+            if self._closed:
+                raise RuntimeError("probe pool is shut down")
+            self._jobs.put((future, fn, args, kwargs))
+            if len(self._threads) < self._workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            future, fn, args, kwargs = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, as concurrent.futures does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._mu:
+            self._closed = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job[0].cancel()
+        for _ in threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +268,7 @@ class CameraMonitor:
         self._state = "stopped"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: InotifyWatcher | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ProbePool | None = None
         self._dir_wd: int | None = None
         self._ancestor_wd: int | None = None
         self._ancestor_next = ""
@@ -315,7 +381,7 @@ class CameraMonitor:
         except OSError:
             self._state = "error"
             raise
-        self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="camera-probe")
+        self._executor = ProbePool(self._max_workers)
         self._loop.add_reader(self._watcher.fileno(), self._on_readable)
         self._state = "running"
         try:
@@ -447,6 +513,9 @@ class CameraMonitor:
         except OSError:
             log.exception("reading inotify events failed")
             self._state = "error"
+            # A broken fd stays readable: without this the loop would spin on it.
+            if self._loop is not None:
+                self._loop.remove_reader(self._watcher.fileno())
             return
         try:
             self._handle_events(events)
@@ -497,6 +566,8 @@ class CameraMonitor:
             log.warning("inotify queue overflowed; rescanning %s", self.device_dir)
             if self._dir_wd is not None:
                 self._rescan(initial=False)
+            else:  # the directory's re-creation may be among the lost events
+                self._attach(initial=False)
             return
         for name, full in to_probe.items():
             node = self._nodes.get(name)
