@@ -298,7 +298,7 @@ class CameraMonitor:
 
     @property
     def state(self) -> str:
-        """ "running" | "stopped" | "error"."""
+        """One of "running", "stopped" or "error" (inotify failed; `start()` again to retry)."""
         return self._state
 
     @property
@@ -374,6 +374,8 @@ class CameraMonitor:
         """Watch the directory and probe what is there; `ready` is set once all have a result."""
         if self._state == "running":
             return
+        if self._watcher is not None:  # restarting after an error: release the old fd first
+            await self.stop()
         self._loop = asyncio.get_running_loop()
         self._reset_registry()
         try:

@@ -13,7 +13,7 @@ project's cffi module: the fake is a second, independent reading of <linux/video
 layout mistake on either side shows up as a test failure instead of cancelling out. They are
 the LP64 layouts (x86_64, aarch64); G_FMT checks the size the caller encoded in the request.
 
-Rules learnt the hard way (see docs/design FUSE-FAKE-CAMERAS.md):
+Rules from the measurements in the design note FUSE-FAKE-CAMERAS.md:
   * libfuse chdir()s to "/", so every path this process uses is made absolute first;
   * mfusepy registers any attribute named like a FUSE operation, so the mutex is `_mu`;
   * a handler must not block: the only wait is the opt-in "hang" fault, which is bounded
