@@ -338,3 +338,91 @@ def test_no_fd_leak_over_1000_probes(fake_cameras):
     while fake_cameras.stats()["open_handles"] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert fake_cameras.stats()["open_handles"] == 0
+
+
+# ---- the fake's own lifecycle: teardown must always win ------------------------------------------
+
+
+def _own_mount(fake_v4l2_mount) -> fakecams.FakeV4L2Mount:
+    # A private mount, so the session one survives whatever these tests do to theirs.
+    return fakecams.FakeV4L2Mount.start()
+
+
+def test_teardown_releases_a_caller_stuck_in_a_hung_ioctl(fake_v4l2_mount):
+    import threading
+
+    mount = _own_mount(fake_v4l2_mount)
+    path = mount.add("video0", fakecams.hanging_camera(seconds=5.0))
+    outcome: list[object] = []
+
+    def stuck_probe() -> None:
+        try:
+            outcome.append(probe(path))
+        except Exception as exc:  # noqa: BLE001 - any ending is fine, hanging is not
+            outcome.append(exc)
+
+    thread = threading.Thread(target=stuck_probe, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 2
+    while mount.stats()["open_handles"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert thread.is_alive()  # inside the daemon's hang
+    t0 = time.monotonic()
+    mount.close()
+    thread.join(3)
+    assert not thread.is_alive() and outcome
+    assert time.monotonic() - t0 < 3
+    assert not fakecams.is_mounted(mount.dev_dir) and not os.path.exists(mount.root)
+    assert mount._proc.returncode is not None
+
+
+def test_teardown_with_an_open_node_detaches_lazily(fake_v4l2_mount):
+    mount = _own_mount(fake_v4l2_mount)
+    path = mount.add("video0", fakecams.uvc_camera())
+    fd = os.open(path, os.O_RDWR)
+    try:
+        mount.close(grace=0.5)
+        assert mount.teardown_steps[:2] == ["fusermount3 -u", "fusermount3 -uz"]
+        assert not fakecams.is_mounted(mount.dev_dir)
+        assert mount._proc.poll() is not None
+        import fcntl
+
+        # The daemon is gone: the leftover fd fails instead of blocking.
+        with pytest.raises(OSError) as exc:
+            fcntl.ioctl(fd, 0x80685600, bytearray(104))
+        assert exc.value.errno in (errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV)
+    finally:
+        os.close(fd)
+
+
+def test_teardown_kills_a_daemon_that_does_not_exit(fake_v4l2_mount):
+    import signal
+
+    mount = _own_mount(fake_v4l2_mount)
+    mount.add("video0", fakecams.uvc_camera())
+    os.kill(mount._proc.pid, signal.SIGSTOP)  # alive but never answers or exits
+    mount.close(grace=0.3)
+    assert "SIGKILL" in mount.teardown_steps
+    assert mount._proc.returncode == -signal.SIGKILL
+    assert not fakecams.is_mounted(mount.dev_dir)
+
+
+def test_unavailability_reasons_name_the_missing_piece(monkeypatch):
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == "fusermount3" else real_which(name)
+    )
+    reason = fakecams.fuse_unavailable_reason()
+    assert reason == "fusermount3 not found (install the Debian package fuse3)"
+    with pytest.raises(fakecams.FuseUnavailable, match="fusermount3 not found"):
+        fakecams.FakeV4L2Mount.start()
+    monkeypatch.undo()
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if p == "/dev/fuse" else real_access(p, m))
+    assert fakecams.fuse_unavailable_reason() == (
+        "/dev/fuse is not readable and writable by this user"
+    )

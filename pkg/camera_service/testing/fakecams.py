@@ -329,6 +329,7 @@ class FakeV4L2Mount:
         self._mu = threading.Lock()
         self._fuse_minor: int | None = None
         self._lifeline: int | None = None
+        self.teardown_steps: list[str] = []
         self.closed = False
 
     # -- lifecycle --
@@ -411,40 +412,54 @@ class FakeV4L2Mount:
             f"fake camera mount not ready after {timeout} s:\n{self._daemon_output()}"
         )
 
-    def close(self) -> None:
-        """Unmount and stop the daemon, escalating until both are really gone."""
+    def close(self, grace: float = 5.0) -> None:
+        """Unmount and stop the daemon, escalating until both are really gone.
+
+        `grace` is how long the daemon gets to exit after the unmount before it is aborted and
+        killed. The steps taken are recorded in `teardown_steps`.
+        """
         if self.closed:
             return
         self.closed = True
+        steps = self.teardown_steps
         # End any deliberate hang first so no caller stays blocked in the kernel.
         with contextlib.suppress(Exception):
             self._request({"op": "release"}, timeout=1.0)
         self._close_socket()
-        if is_mounted(self.dev_dir) and _run(["fusermount3", "-u", self.dev_dir]) != 0:
-            # EBUSY while something still has a node open: detach lazily instead.
-            _run(["fusermount3", "-uz", self.dev_dir])
+        if is_mounted(self.dev_dir):
+            steps.append("fusermount3 -u")
+            if _run(["fusermount3", "-u", self.dev_dir]) != 0:
+                # EBUSY while something still has a node open: detach lazily instead.
+                steps.append("fusermount3 -uz")
+                _run(["fusermount3", "-uz", self.dev_dir])
         try:
-            self._proc.wait(timeout=5)
+            self._proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            self._abort_connection()
+            if self._abort_connection():
+                steps.append("fusectl abort")
+            steps.append("SIGKILL")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
         if is_mounted(self.dev_dir):
+            steps.append("umount -l")
             _run(["umount", "-l", self.dev_dir])
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _abort_connection(self) -> None:
+    def _abort_connection(self) -> bool:
         # fusectl's abort fails every pending request with ECONNABORTED; only if it is mounted.
         if self._fuse_minor is None:
-            return
-        path = f"/sys/fs/fuse/connections/{self._fuse_minor}/abort"
-        with contextlib.suppress(OSError), open(path, "w") as f:
-            f.write("1")
+            return False
+        try:
+            with open(f"/sys/fs/fuse/connections/{self._fuse_minor}/abort", "w") as f:
+                f.write("1")
+        except OSError:
+            return False
+        return True
 
     def __enter__(self) -> Self:
         return self
