@@ -90,6 +90,32 @@ cdef class LatencyHistogram:
         return [self._counts[i] for i in range(self._n + 1)]
 
 
+def fan_out(listeners, bytes data, int role_at_least, double now):
+    """Write the same notification bytes to every open listener whose session qualifies.
+
+    In C because it runs for every connection on every camera event: no per-connection
+    Python call or attribute lookup, just the role and expiry compare and one send.
+    Returns how many connections were written to.
+    """
+    cdef RpcListener listener
+    cdef CallContext ctx
+    cdef int sent = 0
+    for obj in listeners:
+        listener = <RpcListener>obj
+        ctx = listener.ctx
+        if listener._closing or listener._transport is None or ctx.closed:
+            continue
+        if ctx.role_level < role_at_least or (ctx.expires_at and now >= ctx.expires_at):
+            continue  # unauthenticated, too low, or an expired session
+        try:
+            listener._transport.send(WSMsgType.TEXT, data)
+            sent += 1
+        except Exception:  # one broken socket must not stop the fan-out
+            _log.warning("notification to a connection failed", exc_info=True,
+                         extra={"client_id": ctx.client_id})
+    return sent
+
+
 cdef class RpcListener(WSListener):
     cdef WSTransport _transport
     cdef Dispatcher _dispatcher

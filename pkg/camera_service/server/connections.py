@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
 from camera_service.rpc._jsonrpc import encode_notification
-
-log = logging.getLogger("camera_service.server")
+from camera_service.server._listener import fan_out
 
 
 class ConnectionTable:
@@ -42,39 +40,19 @@ class ConnectionTable:
     def broadcast(self, method: str, params: Any, role_at_least: int = 1) -> int:
         """Encode once and send the same bytes to every connection whose role is high enough.
 
-        Returns how many connections it was written to (or will be, if deferred).
+        Returns how many connections it was written to; 0 when it had to wait for the
+        response being handled (it goes out right after that response).
         """
         data = encode_notification(method, params)
         if self.dispatching:
             self.deferred.append((data, role_at_least))
-            return sum(1 for _ in self._matching(role_at_least))
-        return self._send_to_all(data, role_at_least)
+            return 0
+        return fan_out(tuple(self._listeners), data, role_at_least, time.time())
 
     def flush_deferred(self) -> None:
         pending, self.deferred = self.deferred, []
         for data, role_at_least in pending:
-            self._send_to_all(data, role_at_least)
-
-    def _matching(self, role_at_least: int):
-        now = time.time()
-        for listener in self._listeners:
-            ctx = listener.ctx
-            if ctx.closed or ctx.role_level < role_at_least:
-                continue
-            if ctx.expires_at and now >= ctx.expires_at:
-                continue  # an expired session is no longer authenticated
-            yield listener
-
-    def _send_to_all(self, data: bytes, role_at_least: int) -> int:
-        sent = 0
-        for listener in list(self._matching(role_at_least)):
-            try:
-                listener.send_message(data)
-                sent += 1
-            except Exception:  # one broken socket must not stop the fan-out
-                log.warning("notification to a connection failed", exc_info=True,
-                            extra={"client_id": listener.ctx.client_id})
-        return sent
+            fan_out(tuple(self._listeners), data, role_at_least, time.time())
 
     def close_all(self, code: int, reason: str) -> None:
         for listener in tuple(self._listeners):
