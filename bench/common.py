@@ -7,6 +7,7 @@ target passes through, and it only lets 127.0.0.0/8, ::1 and the name "localhost
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import resource
 import socket
@@ -35,12 +36,16 @@ def check_loopback(host: str) -> str:
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        raise NotLoopback(f"{host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)") from None
+        raise NotLoopback(
+            f"{host!r} is not a loopback address (use 127.0.0.1, ::1 or localhost)"
+        ) from None
     if address.version == 4 and address in ipaddress.ip_network("127.0.0.0/8"):
         return str(address)
     if address.version == 6 and address == ipaddress.ip_address("::1"):
         return str(address)
-    raise NotLoopback(f"{host!r} is not a loopback address; this tool only loads 127.0.0.0/8 or ::1")
+    raise NotLoopback(
+        f"{host!r} is not a loopback address; this tool only loads 127.0.0.0/8 or ::1"
+    )
 
 
 def parse_ws_url(url: str) -> tuple[str, int, str]:
@@ -84,7 +89,7 @@ def raise_nofile(wanted: int | None = None) -> int:
 
 
 def parse_cpus(text: str | None) -> set[int] | None:
-    """"0", "1,3" or "2-3" -> a CPU set; None or "" -> None (no pinning)."""
+    """ "0", "1,3" or "2-3" -> a CPU set; None or "" -> None (no pinning)."""
     if not text:
         return None
     cpus: set[int] = set()
@@ -200,14 +205,18 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.cpu0 = read_cpu(self.pid)
         self.st0 = read_status(self.pid)
-        self.st0["voluntary_ctxt_switches"], self.st0["nonvoluntary_ctxt_switches"] = read_ctxt_switches(self.pid)
+        self.st0["voluntary_ctxt_switches"], self.st0["nonvoluntary_ctxt_switches"] = (
+            read_ctxt_switches(self.pid)
+        )
         self.machine0 = read_machine_cpu()
 
     def stop(self) -> None:
         self.t1 = time.monotonic()
         self.cpu1 = read_cpu(self.pid)
         self.st1 = read_status(self.pid)
-        self.st1["voluntary_ctxt_switches"], self.st1["nonvoluntary_ctxt_switches"] = read_ctxt_switches(self.pid)
+        self.st1["voluntary_ctxt_switches"], self.st1["nonvoluntary_ctxt_switches"] = (
+            read_ctxt_switches(self.pid)
+        )
         self.machine1 = read_machine_cpu()
 
     def result(self) -> dict[str, Any]:
@@ -242,7 +251,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def median_of(values: list[Any]) -> Any:
-    numbers = [v for v in values if isinstance(v, (int, float)) and v == v]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
     return statistics.median(numbers) if numbers else None
 
 
@@ -250,4 +259,8 @@ def mint_jwt(secret: str, role: str = "viewer", user: str = "bench", ttl: float 
     import jwt
 
     now = int(time.time())
-    return jwt.encode({"user_id": user, "role": role, "iat": now, "exp": now + int(ttl)}, secret, algorithm="HS256")
+    return jwt.encode(
+        {"user_id": user, "role": role, "iat": now, "exp": now + int(ttl)},
+        secret,
+        algorithm="HS256",
+    )

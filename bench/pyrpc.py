@@ -50,7 +50,7 @@ class PyRpcError(Exception):
 
 
 class PyContext:
-    __slots__ = ("client_id", "role_level", "request_count")
+    __slots__ = ("client_id", "request_count", "role_level")
 
     def __init__(self, client_id: str, role_level: int = 0):
         self.client_id = client_id
@@ -76,35 +76,65 @@ class PyDispatcher:
         try:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            return orjson.dumps(_error(PARSE_ERROR, MESSAGES[PARSE_ERROR], {"reason": f"invalid JSON: {exc}"}, None))
+            return orjson.dumps(
+                _error(PARSE_ERROR, MESSAGES[PARSE_ERROR], {"reason": f"invalid JSON: {exc}"}, None)
+            )
         if type(doc) is dict:
             out = self._one(ctx, doc)
             return None if out is None else self._encode(out)
         if type(doc) is list:
             if not doc:
-                return self._encode(_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": "empty batch"}, None))
+                return self._encode(
+                    _error(
+                        INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": "empty batch"}, None
+                    )
+                )
             if len(doc) > self.max_batch:
-                return self._encode(_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {
-                    "reason": f"batch of {len(doc)} requests exceeds the limit of {self.max_batch}"}, None))
+                return self._encode(
+                    _error(
+                        INVALID_REQUEST,
+                        MESSAGES[INVALID_REQUEST],
+                        {
+                            "reason": f"batch of {len(doc)} requests exceeds the limit of {self.max_batch}"
+                        },
+                        None,
+                    )
+                )
             parts = []
             for item in doc:
                 if type(item) is dict:
                     out = self._one(ctx, item)
                 else:
-                    out = _error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                                 {"reason": "a request must be a JSON object"}, None)
+                    out = _error(
+                        INVALID_REQUEST,
+                        MESSAGES[INVALID_REQUEST],
+                        {"reason": "a request must be a JSON object"},
+                        None,
+                    )
                 if out is not None:
                     parts.append(self._encode(out))
             return b"[" + b",".join(parts) + b"]" if parts else None
-        return self._encode(_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                                   {"reason": "a request must be a JSON object"}, None))
+        return self._encode(
+            _error(
+                INVALID_REQUEST,
+                MESSAGES[INVALID_REQUEST],
+                {"reason": "a request must be a JSON object"},
+                None,
+            )
+        )
 
     @staticmethod
     def _encode(response: dict[str, Any]) -> bytes:
         result = response.get("result")
         if type(result) is Raw:
             # Splice the pre-encoded JSON in, as a Python author would for a cached list.
-            return b'{"jsonrpc":"2.0","result":' + result.json + b',"id":' + orjson.dumps(response["id"]) + b"}"
+            return (
+                b'{"jsonrpc":"2.0","result":'
+                + result.json
+                + b',"id":'
+                + orjson.dumps(response["id"])
+                + b"}"
+            )
         return orjson.dumps(response)
 
     def _one(self, ctx: PyContext, req: dict[str, Any]) -> dict[str, Any] | None:
@@ -112,35 +142,65 @@ class PyDispatcher:
         has_id = "id" in req
         request_id = req.get("id")
         if has_id and not (request_id is None or type(request_id) in (str, int, float)):
-            return _error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                          {"reason": "id must be a string, a number or null"}, None)
+            return _error(
+                INVALID_REQUEST,
+                MESSAGES[INVALID_REQUEST],
+                {"reason": "id must be a string, a number or null"},
+                None,
+            )
         if req.get("jsonrpc") != "2.0" or type(req.get("jsonrpc")) is not str:
-            return _error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                          {"reason": 'jsonrpc must be exactly "2.0"'}, request_id)
+            return _error(
+                INVALID_REQUEST,
+                MESSAGES[INVALID_REQUEST],
+                {"reason": 'jsonrpc must be exactly "2.0"'},
+                request_id,
+            )
         method = req.get("method")
         if type(method) is not str or not method:
-            return _error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                          {"reason": "method must be a non-empty string"}, request_id)
+            return _error(
+                INVALID_REQUEST,
+                MESSAGES[INVALID_REQUEST],
+                {"reason": "method must be a non-empty string"},
+                request_id,
+            )
         params = req.get("params", {})
         if type(params) not in (dict, list):
-            return _error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST],
-                          {"reason": "params must be an object or an array"}, request_id)
+            return _error(
+                INVALID_REQUEST,
+                MESSAGES[INVALID_REQUEST],
+                {"reason": "params must be an object or an array"},
+                request_id,
+            )
         try:
             entry = self.methods.get(method)
             if entry is None:
-                raise PyRpcError(METHOD_NOT_FOUND, data={"reason": f"unknown method: {method[:100]}"})
+                raise PyRpcError(
+                    METHOD_NOT_FOUND, data={"reason": f"unknown method: {method[:100]}"}
+                )
             handler, role_level = entry
             if type(params) is list:
-                raise PyRpcError(INVALID_PARAMS, data={
-                    "reason": "params must be an object (this method takes named parameters)"})
+                raise PyRpcError(
+                    INVALID_PARAMS,
+                    data={
+                        "reason": "params must be an object (this method takes named parameters)"
+                    },
+                )
             if role_level:
                 if ctx.role_level == 0:
-                    raise PyRpcError(AUTH_ERROR, "Authentication required",
-                                     {"reason": "call authenticate first, or pass auth_token in params"})
+                    raise PyRpcError(
+                        AUTH_ERROR,
+                        "Authentication required",
+                        {"reason": "call authenticate first, or pass auth_token in params"},
+                    )
                 if ctx.role_level < role_level:
-                    raise PyRpcError(PERMISSION_DENIED, data={
-                        "reason": f"{method} needs the {ROLE_NAMES[role_level]} role",
-                        "required_role": ROLE_NAMES[role_level], "role": ROLE_NAMES.get(ctx.role_level)})
+                    raise PyRpcError(
+                        PERMISSION_DENIED,
+                        data={
+                            "reason": f"{method} needs the {ROLE_NAMES[role_level]} role",
+                            "required_role": ROLE_NAMES[role_level],
+                            "role": ROLE_NAMES.get(ctx.role_level),
+                        },
+                    )
             result = handler(ctx, params)
         except PyRpcError as exc:
             return _error(exc.code, exc.message, exc.data, request_id) if has_id else None

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Self
 
 from bench.common import check_loopback, free_port, pin_process, ws_url
 
@@ -29,6 +29,9 @@ KINDS = {
     "ours-direct": ["-m", "bench.serve_ours"],
     "naive": ["-m", "bench.baselines.naive_picows"],
     "websockets": ["-m", "bench.baselines.websockets_server"],
+    # The naive baseline on uvloop's own TCP transport instead of aiofastnet (picows' default
+    # whenever aiofastnet is installed): shows what the transport layer costs.
+    "naive-uvloop-transport": ["-m", "bench.baselines.naive_picows", "--no-aiofastnet"],
 }
 
 
@@ -61,16 +64,34 @@ def _cli_importable() -> bool:
     if _CLI_OK is None:
         code = "import camera_service.cli as c; c.build_parser()"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join((REPO, os.path.join(REPO, "pkg"))))
-        _CLI_OK = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, timeout=60,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        _CLI_OK = (
+            subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=REPO,
+                env=env,
+                timeout=60,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            ).returncode
+            == 0
+        )
     return _CLI_OK
 
 
 class ServerProcess:
     """One server in a subprocess; `stop()` (or the context manager) always reaps it."""
 
-    def __init__(self, kind: str, proc: subprocess.Popen, workdir: str, port: int, secret: str,
-                 host: str, keep_dir: bool = False):
+    def __init__(
+        self,
+        kind: str,
+        proc: subprocess.Popen,
+        workdir: str,
+        port: int,
+        secret: str,
+        host: str,
+        keep_dir: bool = False,
+    ):
         self.kind = kind
         self.proc = proc
         self.pid = proc.pid
@@ -83,15 +104,27 @@ class ServerProcess:
         self._keep_dir = keep_dir
 
     @classmethod
-    def start(cls, kind: str, *, device_dir: str | None = None, cpus: set[int] | None = None,
-              max_connections: int = 1000, host: str = "127.0.0.1", nofile: int | None = None,
-              log_level: str = "warning", ready_timeout: float = 20.0,
-              extra: dict[str, dict[str, Any]] | None = None) -> ServerProcess:
+    def start(
+        cls,
+        kind: str,
+        *,
+        device_dir: str | None = None,
+        cpus: set[int] | None = None,
+        max_connections: int = 1000,
+        host: str = "127.0.0.1",
+        nofile: int | None = None,
+        log_level: str = "warning",
+        ready_timeout: float = 20.0,
+        extra: dict[str, dict[str, Any]] | None = None,
+    ) -> ServerProcess:
         if kind not in KINDS:
             raise ValueError(f"unknown server kind {kind!r} (one of {', '.join(KINDS)})")
         if kind == "ours" and not _cli_importable():
-            print("note: `python -m camera_service` does not import right now; starting our server "
-                  "through bench/serve_ours.py (same load_config + app.run)", file=sys.stderr)
+            print(
+                "note: `python -m camera_service` does not import right now; starting our server "
+                "through bench/serve_ours.py (same load_config + app.run)",
+                file=sys.stderr,
+            )
             kind = "ours-direct"
         host = check_loopback(host)
         workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
@@ -102,8 +135,11 @@ class ServerProcess:
             os.makedirs(device_dir, exist_ok=True)
         sections: dict[str, dict[str, Any]] = {
             "server": {"host": host, "port": port, "max_connections": max_connections},
-            "security": {"jwt_secret": secret, "state_dir": os.path.join(workdir, "var"),
-                         "rate_limit_rpm": 0},
+            "security": {
+                "jwt_secret": secret,
+                "state_dir": os.path.join(workdir, "var"),
+                "rate_limit_rpm": 0,
+            },
             "camera": {"device_dir": device_dir},
             "logging": {"level": log_level},
         }
@@ -121,17 +157,21 @@ class ServerProcess:
 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (REPO, os.path.join(REPO, "pkg"), env.get("PYTHONPATH", "")) if p)
+            p for p in (REPO, os.path.join(REPO, "pkg"), env.get("PYTHONPATH", "")) if p
+        )
         env.pop("CAMERA_SERVICE_JWT_SECRET", None)
-        log = open(os.path.join(workdir, "server.log"), "wb")
-        try:
+        with open(os.path.join(workdir, "server.log"), "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, *KINDS[kind], "--config", config_path],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=prepare_child, start_new_session=True,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # The benchmark parent runs no threads of its own, so a fork hook is safe here.
+                preexec_fn=prepare_child,  # noqa: PLW1509
+                start_new_session=True,
             )
-        finally:
-            log.close()
         server = cls("ours" if kind == "ours-direct" else kind, proc, workdir, port, secret, host)
         try:
             server._wait_listening(ready_timeout)
@@ -146,11 +186,18 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+                raise RuntimeError(
+                    f"{self.kind} server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
+            ):
                 return
             time.sleep(0.02)
-        raise RuntimeError(f"{self.kind} server not listening after {timeout} s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.kind} server not listening after {timeout} s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, limit: int = 3000) -> str:
         try:
@@ -175,7 +222,7 @@ class ServerProcess:
         if not self._keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,7 +249,7 @@ class FakeCameras:
             self.mount = FakeV4L2Mount.start()
         except FuseUnavailable as exc:
             return self._fallback(f"FUSE fake cameras unavailable: {exc}")
-        except Exception as exc:  # a broken fake must not stop the rest of the suite
+        except Exception as exc:  # noqa: BLE001 - a broken fake must not stop the suite
             return self._fallback(f"FUSE fake cameras failed to start: {exc}")
         from bench.cameras import fake_camera_specs
 
@@ -247,7 +294,7 @@ class FakeCameras:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def __enter__(self) -> FakeCameras:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -26,8 +26,15 @@ CAMERA_LIST = camera_list_result(4)
 
 def load_settings(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="TOML file ([server] host/port, [security] jwt_secret)")
+    parser.add_argument(
+        "--config", required=True, help="TOML file ([server] host/port, [security] jwt_secret)"
+    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    parser.add_argument(
+        "--no-aiofastnet",
+        action="store_true",
+        help="picows: use the loop's own transports instead of aiofastnet",
+    )
     args = parser.parse_args(argv)
     with open(args.config, "rb") as f:
         doc = tomllib.load(f)
@@ -37,6 +44,7 @@ def load_settings(argv: list[str] | None = None) -> dict[str, Any]:
         "port": int(server.get("port", 8002)),
         "secret": security["jwt_secret"],
         "uvloop": not args.no_uvloop,
+        "aiofastnet": not args.no_aiofastnet,
     }
 
 
@@ -68,19 +76,33 @@ class Session:
     def authenticate(self, params: Any, request_id: Any) -> dict[str, Any]:
         token = params.get("auth_token", params.get("token")) if type(params) is dict else None
         if type(token) is not str:
-            return _error(-32602, "Invalid parameters", request_id, "auth_token (or token) is required")
+            return _error(
+                -32602, "Invalid parameters", request_id, "auth_token (or token) is required"
+            )
         try:
-            claims = jwt.decode(token, self.secret, algorithms=["HS256"],
-                                options={"require": ["exp", "user_id", "role"]})
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                options={"require": ["exp", "user_id", "role"]},
+            )
             level = ROLE_LEVELS[claims["role"]]
-        except Exception:
+        except Exception:  # noqa: BLE001 - any bad token is an authentication failure
             return _error(-32001, "Authentication failed", request_id, "invalid token")
         self.role_level = level
-        return {"jsonrpc": "2.0", "result": {
-            "authenticated": True, "role": claims["role"], "permissions": PERMISSIONS[level],
-            "user_id": claims["user_id"],
-            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims["exp"])),
-            "session_id": "baseline", "auth_method": "jwt"}, "id": request_id}
+        return {
+            "jsonrpc": "2.0",
+            "result": {
+                "authenticated": True,
+                "role": claims["role"],
+                "permissions": PERMISSIONS[level],
+                "user_id": claims["user_id"],
+                "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims["exp"])),
+                "session_id": "baseline",
+                "auth_method": "jwt",
+            },
+            "id": request_id,
+        }
 
     def answer(self, req: Any) -> dict[str, Any] | None:
         """The response dict for one decoded request (None for a notification)."""
@@ -94,14 +116,20 @@ class Session:
             response = self.authenticate(req.get("params", {}), request_id)
         elif method in ("ping", "get_camera_list"):
             if self.role_level < 1:
-                response = _error(-32001, "Authentication required", request_id,
-                                  "call authenticate first, or pass auth_token in params")
+                response = _error(
+                    -32001,
+                    "Authentication required",
+                    request_id,
+                    "call authenticate first, or pass auth_token in params",
+                )
             elif method == "ping":
                 response = {"jsonrpc": "2.0", "result": "pong", "id": request_id}
             else:
                 response = {"jsonrpc": "2.0", "result": CAMERA_LIST, "id": request_id}
         else:
-            response = _error(-32601, "Method not found", request_id, f"unknown method: {method[:100]}")
+            response = _error(
+                -32601, "Method not found", request_id, f"unknown method: {method[:100]}"
+            )
         return response if "id" in req else None
 
     def handle(self, payload: bytes | str) -> bytes | None:

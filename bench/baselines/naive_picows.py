@@ -1,6 +1,6 @@
 """Baseline 1: a plain picows server with a Python listener and orjson (no Cython of ours).
 
-    python -m bench.baselines.naive_picows --config FILE
+python -m bench.baselines.naive_picows --config FILE
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ async def main() -> None:
             return None  # picows answers 404
         return NaiveListener(secret)
 
-    server = await ws_create_server(route, settings["host"], settings["port"])
+    extra = {} if settings["aiofastnet"] else {"use_aiofastnet": False}
+    server = await ws_create_server(route, settings["host"], settings["port"], **extra)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,6 @@
 """Baseline 2: the `websockets` library (asyncio implementation) with orjson.
 
-    python -m bench.baselines.websockets_server --config FILE
+python -m bench.baselines.websockets_server --config FILE
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ async def main() -> None:
             if out is not None:
                 await ws.send(out, text=True)
 
-    async with serve(handler, settings["host"], settings["port"], compression=None,
-                     max_size=1 << 20):
+    async with serve(
+        handler, settings["host"], settings["port"], compression=None, max_size=1 << 20
+    ):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,28 +26,48 @@ from bench.servers import KINDS, FakeCameras
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     target = p.add_argument_group("target (loopback only)")
-    target.add_argument("--url", help="ws:// URL of a running server (127.0.0.0/8, ::1 or localhost)")
+    target.add_argument(
+        "--url", help="ws:// URL of a running server (127.0.0.0/8, ::1 or localhost)"
+    )
     target.add_argument("--pid", type=int, help="PID of that server, for CPU and RSS from /proc")
-    target.add_argument("--start-server", metavar="KIND[,KIND]",
-                        help="start a fresh server per run with a generated config: ours (default), "
-                             "naive, websockets")
+    target.add_argument(
+        "--start-server",
+        metavar="KIND[,KIND]",
+        help="start a fresh server per run with a generated config: ours (default), "
+        "naive, websockets",
+    )
     target.add_argument("--token", help="JWT for --url (else minted from --jwt-secret)")
     target.add_argument("--jwt-secret", help="secret to mint a viewer JWT for --url")
-    target.add_argument("--cameras", type=int, default=4,
-                        help="FUSE fake cameras for a started server (default 4; 0 = none)")
+    target.add_argument(
+        "--cameras",
+        type=int,
+        default=4,
+        help="FUSE fake cameras for a started server (default 4; 0 = none)",
+    )
     load = p.add_argument_group("load")
     load.add_argument("--conns", type=int, default=100, help="connections (default 100)")
     load.add_argument("--procs", type=int, default=1, help="load-generator processes (default 1)")
-    load.add_argument("--depth", type=int, default=1, help="requests in flight per connection, closed loop")
-    load.add_argument("--mix", default="ping:1", help="method weights, e.g. ping:9,get_camera_list:1")
-    load.add_argument("--rate", type=float, help="open loop at this total req/s (default: closed loop)")
+    load.add_argument(
+        "--depth", type=int, default=1, help="requests in flight per connection, closed loop"
+    )
+    load.add_argument(
+        "--mix", default="ping:1", help="method weights, e.g. ping:9,get_camera_list:1"
+    )
+    load.add_argument(
+        "--rate", type=float, help="open loop at this total req/s (default: closed loop)"
+    )
     load.add_argument("--duration", type=float, default=5.0, help="measured seconds (default 5)")
     load.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     load.add_argument("--repeat", type=int, default=1, help="runs per server; medians are reported")
-    load.add_argument("--connect-concurrency", type=int, default=64, help="connects in progress at once")
+    load.add_argument(
+        "--connect-concurrency", type=int, default=64, help="connects in progress at once"
+    )
     load.add_argument("--max-inflight", type=int, default=64, help="open loop: cap per connection")
     pin = p.add_argument_group("placement")
     pin.add_argument("--server-cpu", help="pin the server to these CPUs, e.g. 0")
@@ -81,10 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     template = LoadOptions(
-        url=args.url or "ws://127.0.0.1:1/ws", conns=args.conns, procs=args.procs, depth=args.depth,
-        mix=mix, rate=args.rate, duration=args.duration, warmup=args.warmup,
+        url=args.url or "ws://127.0.0.1:1/ws",
+        conns=args.conns,
+        procs=args.procs,
+        depth=args.depth,
+        mix=mix,
+        rate=args.rate,
+        duration=args.duration,
+        warmup=args.warmup,
         client_cpus=sorted(client_cpus) if client_cpus else None,
-        connect_concurrency=args.connect_concurrency, max_inflight=args.max_inflight)
+        connect_concurrency=args.connect_concurrency,
+        max_inflight=args.max_inflight,
+    )
     try:
         template.validate()
     except ValueError as exc:
@@ -96,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         token = args.token or (mint_jwt(args.jwt_secret) if args.jwt_secret else None)
         if token is None:
-            print("warning: no --token or --jwt-secret: connections stay unauthenticated", file=sys.stderr)
+            print(
+                "warning: no --token or --jwt-secret: connections stay unauthenticated",
+                file=sys.stderr,
+            )
         if args.pid and server_cpus:
             pin_process(args.pid, server_cpus)
         for rep in range(args.repeat):
@@ -119,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for rep in range(args.repeat):  # interleaved, so slow drifts hit every kind alike
                 for kind in kinds:
-                    result = load_once(kind, template, fake=fake, server_cpus=server_cpus,
-                                       cameras=args.cameras)
+                    result = load_once(
+                        kind, template, fake=fake, server_cpus=server_cpus, cameras=args.cameras
+                    )
                     runs.setdefault(kind, []).append(result)
                     _progress(args, kind, rep, result)
         finally:
@@ -128,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 fake.close()
 
     summary = {kind: medians(rs) for kind, rs in runs.items()}
-    rows = [(f"{kind} (median of {len([r for r in rs if not r.get('skipped')])})", summary[kind])
-            for kind, rs in runs.items()]
+    rows = [
+        (f"{kind} (median of {len([r for r in rs if not r.get('skipped')])})", summary[kind])
+        for kind, rs in runs.items()
+    ]
     print()
     print(table(rows, first="server"))
     ratios = cpu_ratios(summary)
@@ -145,8 +179,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind}: the server died during the run:\n{r['server_died']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"argv": sys.argv, "started": started, "runs": runs, "medians": summary,
-                       "cpu_ratios": ratios["values"]}, f, indent=1, default=str)
+            json.dump(
+                {
+                    "argv": sys.argv,
+                    "started": started,
+                    "runs": runs,
+                    "medians": summary,
+                    "cpu_ratios": ratios["values"],
+                },
+                f,
+                indent=1,
+                default=str,
+            )
         print(f"JSON written to {args.json}")
     return 0
 
@@ -159,8 +203,10 @@ def cpu_ratios(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if kind == "ours" or not ours or not med.get("srv_cpu_us"):
             continue
         values[kind] = med["srv_cpu_us"] / ours
-        lines.append(f"CPU per request: {kind} {med['srv_cpu_us']:.2f} us / ours {ours:.2f} us "
-                     f"= {values[kind]:.2f}x")
+        lines.append(
+            f"CPU per request: {kind} {med['srv_cpu_us']:.2f} us / ours {ours:.2f} us "
+            f"= {values[kind]:.2f}x"
+        )
     return {"values": values, "lines": lines}
 
 
@@ -171,11 +217,14 @@ def _progress(args: argparse.Namespace, kind: str, rep: int, result: dict[str, A
         print(f"[{kind} #{rep + 1}] skipped: {result['skipped']}", file=sys.stderr)
         return
     f = flat(result)
-    print(f"[{kind} #{rep + 1}] {f['req_per_s'] or 0:,.0f} req/s, errors {f['errors']}, "
-          f"p99 {f['p99_us'] or 0:,.0f} us, server {f['srv_cpu_us'] or 0:.2f} us/req "
-          f"(user {f['srv_user_us'] or 0:.2f}, sys {f['srv_sys_us'] or 0:.2f}), "
-          f"client {f['cli_us'] or 0:.2f} us/req at {f['cli_cpu_pct'] or 0:.0f}% CPU",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{kind} #{rep + 1}] {f['req_per_s'] or 0:,.0f} req/s, errors {f['errors']}, "
+        f"p99 {f['p99_us'] or 0:,.0f} us, server {f['srv_cpu_us'] or 0:.2f} us/req "
+        f"(user {f['srv_user_us'] or 0:.2f}, sys {f['srv_sys_us'] or 0:.2f}), "
+        f"client {f['cli_us'] or 0:.2f} us/req at {f['cli_cpu_pct'] or 0:.0f}% CPU",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

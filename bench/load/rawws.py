@@ -14,7 +14,7 @@ import selectors
 import socket
 import struct
 import time
-from typing import Any
+from typing import Self
 
 from bench.common import parse_ws_url
 
@@ -31,9 +31,13 @@ class RawWs:
         self.stamps: list[float] = []  # kernel receive time (CLOCK_REALTIME) of buffered bytes
         key = base64.b64encode(os.urandom(16)).decode()
         shown = f"[{host}]" if ":" in host else host
-        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {shown}:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {shown}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(4096)
             if not chunk:
@@ -71,8 +75,8 @@ class RawWs:
             n, pos = struct.unpack("!Q", buf[2:10])[0], 10
         if len(buf) < pos + n:
             return None
-        self.buf = buf[pos + n:]
-        return opcode, buf[pos:pos + n]
+        self.buf = buf[pos + n :]
+        return opcode, buf[pos : pos + n]
 
     def recv_frame(self, timeout: float = 10.0) -> tuple[int, bytes]:
         """Next frame, blocking (setup only)."""
@@ -139,8 +143,9 @@ class StampedClients:
 
         self.clients: list[RawWs] = []
         self.failures = 0
-        auth = orjson.dumps({"jsonrpc": "2.0", "method": "authenticate",
-                             "params": {"auth_token": token}, "id": 1})
+        auth = orjson.dumps(
+            {"jsonrpc": "2.0", "method": "authenticate", "params": {"auth_token": token}, "id": 1}
+        )
         deadline = time.monotonic() + timeout
         for _ in range(n):
             if time.monotonic() > deadline:
@@ -183,8 +188,8 @@ class StampedClients:
         for client in self.clients:
             client.close()
 
-    def __enter__(self) -> StampedClients:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -46,8 +46,12 @@ def flat(result: dict[str, Any]) -> dict[str, Any]:
         "cli_cpu_pct": cli.get("cpu_pct"),
         "rss_mb": srv["rss_bytes"] / 2**20 if srv.get("rss_bytes") else None,
         "connected": con.get("connected"),
-        "connect_p50_ms": (con.get("handshake") or {}).get("p50_us", 0) / 1e3 if con.get("handshake", {}).get("count") else None,
-        "connect_p99_ms": (con.get("handshake") or {}).get("p99_us", 0) / 1e3 if con.get("handshake", {}).get("count") else None,
+        "connect_p50_ms": (con.get("handshake") or {}).get("p50_us", 0) / 1e3
+        if con.get("handshake", {}).get("count")
+        else None,
+        "connect_p99_ms": (con.get("handshake") or {}).get("p99_us", 0) / 1e3
+        if con.get("handshake", {}).get("count")
+        else None,
         "establish_s": con.get("establish_wall_s"),
         "others_cpu_pct": (result.get("machine") or {}).get("others_cpu_pct"),
     }
@@ -77,18 +81,28 @@ def fmt(value: Any, spec: str) -> str:
 def table(rows: list[tuple[str, dict[str, Any]]], columns=COLUMNS, first: str = "run") -> str:
     """A fixed-width text table: one (label, medians) pair a row."""
     head = [first] + [title for _, title, _ in columns]
-    body = [[label] + [fmt(values.get(key), spec) for key, _, spec in columns] for label, values in rows]
+    body = [
+        [label] + [fmt(values.get(key), spec) for key, _, spec in columns] for label, values in rows
+    ]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
+    lines = [
+        "  ".join(h.ljust(widths[0]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for r in body:
-        lines.append("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        lines.append(
+            "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        )
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[tuple[str, dict[str, Any]]], columns=COLUMNS, first: str = "run") -> str:
+def markdown_table(
+    rows: list[tuple[str, dict[str, Any]]], columns=COLUMNS, first: str = "run"
+) -> str:
     head = [first] + [title for _, title, _ in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for label, values in rows:
-        lines.append("| " + " | ".join([label] + [fmt(values.get(k), s) for k, _, s in columns]) + " |")
+        lines.append(
+            "| " + " | ".join([label] + [fmt(values.get(k), s) for k, _, s in columns]) + " |"
+        )
     return "\n".join(lines)

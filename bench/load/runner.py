@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from bench.common import (
     CpuWindow,
@@ -65,7 +65,7 @@ class LoadOptions:
 
 
 def parse_mix(text: str) -> list[tuple[str, int]]:
-    """"ping:9,get_camera_list:1" -> [("ping", 9), ("get_camera_list", 1)]."""
+    """ "ping:9,get_camera_list:1" -> [("ping", 9), ("get_camera_list", 1)]."""
     out = []
     for part in text.split(","):
         part = part.strip()
@@ -95,20 +95,29 @@ class WorkerPool:
         for index in range(options.procs):
             conns = base + (1 if index < extra else 0)
             cfg = {
-                "url": options.url, "token": options.token, "conns": conns,
-                "mix": [list(m) for m in options.mix], "cpus": options.client_cpus,
+                "url": options.url,
+                "token": options.token,
+                "conns": conns,
+                "mix": [list(m) for m in options.mix],
+                "cpus": options.client_cpus,
                 "connect_concurrency": options.connect_concurrency,
                 "connect_timeout": 30.0 + conns / 50.0,
                 "handshake_timeout": options.handshake_timeout,
-                "call_timeout": options.call_timeout, "seed": options.seed * 1000 + index,
-                "probe": options.probe and index == 0, "max_life": max_life,
+                "call_timeout": options.call_timeout,
+                "seed": options.seed * 1000 + index,
+                "probe": options.probe and index == 0,
+                "max_life": max_life,
             }
             cmd_reader, cmd_writer = ctx.Pipe(duplex=False)
             res_reader, res_writer = ctx.Pipe(duplex=False)
             from bench.load import worker
 
-            proc = ctx.Process(target=worker.main, args=(cmd_reader, res_writer, cfg), daemon=True,
-                               name=f"bench-load-{index}")
+            proc = ctx.Process(
+                target=worker.main,
+                args=(cmd_reader, res_writer, cfg),
+                daemon=True,
+                name=f"bench-load-{index}",
+            )
             proc.start()
             cmd_reader.close()
             res_writer.close()
@@ -126,10 +135,14 @@ class WorkerPool:
             try:
                 msg = pipe.recv()
             except (EOFError, OSError) as exc:
-                raise RuntimeError(f"load worker {index} went away ({exc!r}, exit code "
-                                   f"{self.procs[index].exitcode})") from None
+                raise RuntimeError(
+                    f"load worker {index} went away ({exc!r}, exit code "
+                    f"{self.procs[index].exitcode})"
+                ) from None
             if msg.get("type") == "error":
-                raise RuntimeError(f"load worker {index} failed: {msg['error']}\n{msg.get('traceback', '')}")
+                raise RuntimeError(
+                    f"load worker {index} failed: {msg['error']}\n{msg.get('traceback', '')}"
+                )
             if msg.get("type") == want:
                 return msg
 
@@ -160,7 +173,7 @@ class WorkerPool:
         for pipe in self.pipes + self.results:
             pipe.close()
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -226,8 +239,9 @@ def unsupported_methods(probe: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
-def run_load(options: LoadOptions, server_pid: int | None = None,
-             pool: WorkerPool | None = None) -> dict[str, Any]:
+def run_load(
+    options: LoadOptions, server_pid: int | None = None, pool: WorkerPool | None = None
+) -> dict[str, Any]:
     """Connect, warm up, measure. With `pool`, reuse connections that are already open."""
     options.validate()
     own_pool = pool is None
@@ -252,10 +266,18 @@ def run_load(options: LoadOptions, server_pid: int | None = None,
         t_end = t_start + options.duration
         rate_each = None if options.rate is None else options.rate / len(pool.pipes)
         for pipe in pool.pipes:
-            pipe.send({"cmd": "load", "t_start": t_start, "t_end": t_end, "rate": rate_each,
-                       "depth": options.depth, "tick": options.tick,
-                       "max_inflight": options.max_inflight,
-                       "drain_timeout": options.drain_timeout})
+            pipe.send(
+                {
+                    "cmd": "load",
+                    "t_start": t_start,
+                    "t_end": t_end,
+                    "rate": rate_each,
+                    "depth": options.depth,
+                    "tick": options.tick,
+                    "max_inflight": options.max_inflight,
+                    "drain_timeout": options.drain_timeout,
+                }
+            )
         window = CpuWindow(server_pid) if server_pid else None
         status_before = read_status(server_pid) if server_pid else {}
         time.sleep(max(0.0, t_start - time.monotonic()))
@@ -273,8 +295,12 @@ def run_load(options: LoadOptions, server_pid: int | None = None,
             pool.close()
 
 
-def aggregate(options: LoadOptions, replies: list[dict[str, Any]], window: CpuWindow | None,
-              status_before: dict[str, int]) -> dict[str, Any]:
+def aggregate(
+    options: LoadOptions,
+    replies: list[dict[str, Any]],
+    window: CpuWindow | None,
+    status_before: dict[str, int],
+) -> dict[str, Any]:
     names = [m for m, _ in options.mix]
     per_method: dict[str, Any] = {}
     everything = array.array("d")
@@ -334,8 +360,11 @@ def aggregate(options: LoadOptions, replies: list[dict[str, Any]], window: CpuWi
         }
         # CPU used by everything else on the machine during the window: other people's jobs.
         others = w["machine_busy_s"] - w["cpu_s"] - client_user - client_sys
-        out["machine"] = {"others_cpu_pct": max(0.0, 100.0 * others / wall) if wall > 0 else None,
-                          "loadavg_1m": w["loadavg_1m"], "cpus": os.cpu_count()}
+        out["machine"] = {
+            "others_cpu_pct": max(0.0, 100.0 * others / wall) if wall > 0 else None,
+            "loadavg_1m": w["loadavg_1m"],
+            "cpus": os.cpu_count(),
+        }
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import contextlib
 import os
 import random
 import time
@@ -54,7 +55,11 @@ def build_slots(mix: list[tuple[str, int]], min_slots: int = 1024) -> tuple[list
     repeats = max(1, -(-min_slots // period))
     methods = order * repeats
     reqs = [
-        b'{"jsonrpc":"2.0","method":"' + mix[m][0].encode() + b'","id":' + str(k + 1).encode() + b"}"
+        b'{"jsonrpc":"2.0","method":"'
+        + mix[m][0].encode()
+        + b'","id":'
+        + str(k + 1).encode()
+        + b"}"
         for k, m in enumerate(methods)
     ]
     return reqs, bytes(methods)
@@ -177,8 +182,9 @@ class OpenLoopTicker:
     """Sends at a fixed total rate: each tick sends every request that is due by now,
     round-robin over the connections, so each one gets rate/connections requests a second."""
 
-    def __init__(self, loop, conns: list[LoadConn], sh: Shared, rate: float, tick: float,
-                 max_inflight: int):
+    def __init__(
+        self, loop, conns: list[LoadConn], sh: Shared, rate: float, tick: float, max_inflight: int
+    ):
         self.loop = loop
         self.conns = conns
         self.sh = sh
@@ -227,8 +233,14 @@ async def _connect_all(cfg: dict[str, Any], sh: Shared, offsets: list[int]) -> d
     failures: collections.Counter[str] = collections.Counter()
     auth_payload = None
     if cfg.get("token"):
-        auth_payload = orjson.dumps({"jsonrpc": "2.0", "method": "authenticate",
-                                     "params": {"auth_token": cfg["token"]}, "id": 0})
+        auth_payload = orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "authenticate",
+                "params": {"auth_token": cfg["token"]},
+                "id": 0,
+            }
+        )
     deadline = _now() + cfg["connect_timeout"]
     next_index = 0
 
@@ -240,11 +252,14 @@ async def _connect_all(cfg: dict[str, Any], sh: Shared, offsets: list[int]) -> d
             t0 = _now()
             try:
                 _, listener = await ws_connect(
-                    lambda: LoadConn(sh, offsets[i]), url,
+                    lambda i=i: LoadConn(sh, offsets[i]),
+                    url,
                     websocket_handshake_timeout=cfg["handshake_timeout"],
-                    enable_auto_ping=False, read_buffer_init_size=4096,
-                    max_frame_size=16 * 1024 * 1024)
-            except Exception as exc:
+                    enable_auto_ping=False,
+                    read_buffer_init_size=4096,
+                    max_frame_size=16 * 1024 * 1024,
+                )
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
                 failures[f"connect: {type(exc).__name__}: {str(exc)[:120]}"] += 1
                 continue
             t1 = _now()
@@ -252,7 +267,7 @@ async def _connect_all(cfg: dict[str, Any], sh: Shared, offsets: list[int]) -> d
             if auth_payload is not None:
                 try:
                     answer = await listener.call(auth_payload, cfg["call_timeout"])
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - counted and reported
                     failures[f"authenticate: {type(exc).__name__}"] += 1
                     listener.transport.disconnect(False)
                     continue
@@ -290,7 +305,7 @@ async def _probe(conn: LoadConn, mix: list[tuple[str, int]], timeout: float) -> 
         payload = orjson.dumps({"jsonrpc": "2.0", "method": method, "id": f"probe-{i}"})
         try:
             out[method] = (await conn.call(payload, timeout)).decode(errors="replace")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as the probe's answer
             out[method] = f"<no answer: {type(exc).__name__}>"
     return out
 
@@ -373,7 +388,7 @@ async def _serve(commands, pipe, cfg: dict[str, Any]) -> None:
     while True:
         try:
             msg = await asyncio.wait_for(inbox.get(), max(0.1, life_deadline - _now()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         cmd = msg.get("cmd")
         if cmd == "load":
@@ -387,11 +402,9 @@ async def _serve(commands, pipe, cfg: dict[str, Any]) -> None:
             break
     for conn in conns:
         if not conn.closed:
-            try:
+            with contextlib.suppress(Exception):  # closing anyway
                 conn.transport.send_close(WSCloseCode.OK)
                 conn.transport.disconnect()
-            except Exception:
-                pass
     await asyncio.sleep(0.05)
     for conn in conns:
         if not conn.closed:
@@ -414,15 +427,16 @@ def main(commands, pipe, cfg: dict[str, Any]) -> None:
             except ImportError:
                 pass
         asyncio.run(_serve(commands, pipe, cfg))
-    except BaseException as exc:  # the parent must hear about it instead of timing out
-        try:
-            pipe.send({"type": "error", "error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc()[-3000:]})
-        except Exception:
-            pass
+    except BaseException as exc:  # noqa: BLE001 - the parent must hear of it, not time out
+        with contextlib.suppress(Exception):
+            pipe.send(
+                {
+                    "type": "error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()[-3000:],
+                }
+            )
         raise SystemExit(1) from None
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pipe.send({"type": "exit"})
-        except Exception:
-            pass

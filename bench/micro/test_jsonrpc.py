@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from bench import pyrpc
-from bench.cameras import camera_entry, camera_list_result
 from camera_service.rpc._jsonrpc import (
     CallContext,
     Dispatcher,
@@ -18,6 +15,9 @@ from camera_service.rpc._jsonrpc import (
     encode_notification,
     make_entry,
 )
+
+from bench import pyrpc
+from bench.cameras import camera_entry, camera_list_result
 
 VIEWER = 1
 CAMERA_LIST_JSON = orjson.dumps(camera_list_result(4))
@@ -40,10 +40,12 @@ NOTIFICATION_PARAMS = camera_entry(0)
 def compiled():
     pong = PreEncoded(b'"pong"')
     cameras = PreEncoded(CAMERA_LIST_JSON)
-    dispatcher = Dispatcher([
-        make_entry("ping", lambda ctx, params: pong, VIEWER, False),
-        make_entry("get_camera_list", lambda ctx, params: cameras, VIEWER, False),
-    ])
+    dispatcher = Dispatcher(
+        [
+            make_entry("ping", lambda ctx, params: pong, VIEWER, False),
+            make_entry("get_camera_list", lambda ctx, params: cameras, VIEWER, False),
+        ]
+    )
     ctx = CallContext("bench-1")
     ctx.set_session(object(), VIEWER, 0.0)
     return dispatcher, ctx
@@ -53,10 +55,12 @@ def compiled():
 def python():
     pong = pyrpc.Raw(b'"pong"')
     cameras = pyrpc.Raw(CAMERA_LIST_JSON)
-    dispatcher = pyrpc.PyDispatcher({
-        "ping": (lambda ctx, params: pong, VIEWER),
-        "get_camera_list": (lambda ctx, params: cameras, VIEWER),
-    })
+    dispatcher = pyrpc.PyDispatcher(
+        {
+            "ping": (lambda ctx, params: pong, VIEWER),
+            "get_camera_list": (lambda ctx, params: cameras, VIEWER),
+        }
+    )
     return dispatcher, pyrpc.PyContext("bench-1", VIEWER)
 
 
@@ -66,7 +70,9 @@ def test_dispatch(benchmark, compiled, python, case, impl):
     payload = CASES[case]
     expected = compiled[0].handle(compiled[1], payload)
     got = python[0].handle(python[1], payload)
-    assert got == expected, f"baseline differs from the compiled core for {case}: {got!r} != {expected!r}"
+    assert got == expected, (
+        f"baseline differs from the compiled core for {case}: {got!r} != {expected!r}"
+    )
     if case.startswith("get_camera_list"):
         assert orjson.loads(expected)["result"]["total"] == 4
 
@@ -81,7 +87,8 @@ def test_dispatch(benchmark, compiled, python, case, impl):
 def test_notification_encode(benchmark, impl):
     encode = encode_notification if impl == "cython" else pyrpc.encode_notification
     assert encode("camera_status_update", NOTIFICATION_PARAMS) == pyrpc.encode_notification(
-        "camera_status_update", NOTIFICATION_PARAMS)
+        "camera_status_update", NOTIFICATION_PARAMS
+    )
     case = "notification encode"
     benchmark.group = case
     benchmark.extra_info.update(case=case, impl=impl)
