@@ -17,6 +17,7 @@ LINETRACE = os.environ.get("CAMERA_SERVICE_LINETRACE") == "1"
 DEBUG = os.environ.get("CAMERA_SERVICE_DEBUG") == "1"
 
 CYTHON_MODULES = [
+    "camera_service.auth._rate_limit",
     "camera_service.rpc._jsonrpc",
     "camera_service.server._listener",
 ]

@@ -29,6 +29,7 @@ from camera_service.rpc.errors import (
     auth_required,
 )
 
+from camera_service.auth._rate_limit cimport TokenBucket
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcmp, memcpy
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
@@ -544,12 +545,13 @@ cdef class Dispatcher:
                 return _NOT_SIMPLE
             if ctx.expires_at and _realtime() >= ctx.expires_at:
                 return _NOT_SIMPLE
-        if ctx.bucket is not None:
-            try:
-                if ctx.bucket.try_take(_monotonic()):
+        bucket = ctx.bucket
+        if bucket is not None:
+            if type(bucket) is TokenBucket:
+                if (<TokenBucket>bucket).take(_monotonic()):
                     return _NOT_SIMPLE  # refused: the general path asks again and answers
-            except Exception:
-                return _NOT_SIMPLE  # the general path reports it as -32603
+            else:
+                return _NOT_SIMPLE  # some other limiter: the general path calls it
         self._count_request(ctx)
         (<MethodEntry>entry).calls += 1
         cdef bint has_id = id_start >= 0
@@ -597,9 +599,13 @@ cdef class Dispatcher:
         self._error_counts[code] = self._error_counts.get(code, 0) + 1
 
     cdef void _admit(self, CallContext ctx) except *:
-        if ctx.bucket is None:
+        bucket = ctx.bucket
+        if bucket is None:
             return
-        retry_after = ctx.bucket.try_take(_monotonic())
+        if type(bucket) is TokenBucket:
+            retry_after = (<TokenBucket>bucket).take(_monotonic())
+        else:
+            retry_after = bucket.try_take(_monotonic())
         if retry_after:
             raise RpcError(RATE_LIMITED, data={
                 "reason": "too many requests on this connection",
