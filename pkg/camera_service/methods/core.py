@@ -71,5 +71,5 @@ class SessionGate:
 
 
 def register(registry: MethodRegistry, gate: SessionGate) -> None:
-    registry.add("ping", lambda ctx, params: PONG, "viewer", binds_context=False)
+    registry.add("ping", PONG, "viewer", binds_context=False)
     registry.add("authenticate", gate.authenticate, None)

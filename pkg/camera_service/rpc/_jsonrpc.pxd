@@ -20,6 +20,7 @@ cdef class MethodEntry:
     cdef readonly str name
     cdef readonly bytes name_utf8
     cdef readonly object handler
+    cdef readonly object constant
     cdef readonly int role_level
     cdef readonly bint is_async
     cdef readonly bint binds_context

@@ -101,6 +101,8 @@ cdef class MethodEntry:
     def __init__(self, str name, handler, int role_level, bint is_async, bint binds_context):
         self.name = name
         self.name_utf8 = name.encode()
+        # A PreEncoded "handler" is the answer itself (ping): nothing to call.
+        self.constant = handler if type(handler) is PreEncoded else None
         self.handler = handler
         self.role_level = role_level
         self.is_async = is_async
@@ -444,6 +446,8 @@ cdef class Dispatcher:
         """Run an admitted, authorized call; the response bytes, None, or a _Deferred."""
         if entry.is_async:
             return _Deferred(self._call_async(ctx, entry, params, id_json, has_id))
+        if entry.constant is not None:
+            return _encode_result(entry.constant, id_json) if has_id else None
         try:
             if entry.binds_context:
                 result = self._call_bound(ctx, entry, params)
@@ -556,6 +560,8 @@ cdef class Dispatcher:
         (<MethodEntry>entry).calls += 1
         cdef bint has_id = id_start >= 0
         cdef bytes id_json = PyBytes_FromStringAndSize(p + id_start, id_len) if has_id else _NULL
+        if (<MethodEntry>entry).constant is not None:  # no params to build
+            return _encode_result((<MethodEntry>entry).constant, id_json) if has_id else None
         return self._invoke(ctx, <MethodEntry>entry, {}, id_json, has_id)
 
     cdef object _find_entry(self, const char* name, Py_ssize_t size):
@@ -690,6 +696,7 @@ cdef class Dispatcher:
 
 
 def make_entry(str name, handler, int role_level, bint binds_context=True):
-    """A dispatch-table row; async-ness is read from the handler itself."""
+    """A dispatch-table row; async-ness is read from the handler itself. `handler` may also
+    be a PreEncoded constant result."""
     return MethodEntry(name, handler, role_level,
                        inspect.iscoroutinefunction(handler), binds_context)

@@ -21,7 +21,8 @@ class MethodRegistry:
         *,
         binds_context: bool = True,
     ) -> None:
-        """Register `handler(ctx, params)` under `name`.
+        """Register `handler(ctx, params)` under `name`; a PreEncoded `handler` is a constant
+        result sent without any call (e.g. ping's "pong").
 
         `role` None means callable without a session (only `authenticate`). `binds_context`
         False skips setting the correlation-id context variables around the call: for trivial

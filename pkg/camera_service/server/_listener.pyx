@@ -90,6 +90,20 @@ cdef class LatencyHistogram:
         return [self._counts[i] for i in range(self._n + 1)]
 
 
+cdef class DispatchState:
+    """Base of the connection table: the two fields every frame touches, as C fields.
+
+    `dispatching` is non-zero while a request is being handled; a broadcast made then is
+    queued in `deferred` and sent right after that request's response.
+    """
+    cdef public int dispatching
+    cdef public list deferred
+
+    def __init__(self):
+        self.dispatching = 0
+        self.deferred = []
+
+
 def fan_out(listeners, bytes data, int role_at_least, double now):
     """Write the same notification bytes to every open listener whose session qualifies.
 
@@ -120,14 +134,14 @@ cdef class RpcListener(WSListener):
     cdef WSTransport _transport
     cdef Dispatcher _dispatcher
     cdef readonly CallContext ctx
-    cdef object _table
+    cdef DispatchState _table
     cdef LatencyHistogram _latency
     cdef Py_ssize_t _max_message
     cdef Py_ssize_t _send_buffer_limit
     cdef bytearray _fragments
     cdef bint _closing
 
-    def __init__(self, Dispatcher dispatcher, table, LatencyHistogram latency,
+    def __init__(self, Dispatcher dispatcher, DispatchState table, LatencyHistogram latency,
                  Py_ssize_t max_message_bytes, Py_ssize_t max_send_buffer_bytes,
                  CallContext ctx):
         self._dispatcher = dispatcher
@@ -211,7 +225,7 @@ cdef class RpcListener(WSListener):
     cdef void _dispatch(self, bytes payload, double started) except *:
         if self._closing:
             return
-        table = self._table
+        cdef DispatchState table = self._table
         table.dispatching += 1
         try:
             response = self._dispatcher.handle(self.ctx, payload)

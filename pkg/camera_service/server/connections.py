@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from camera_service.rpc._jsonrpc import encode_notification
-from camera_service.server._listener import fan_out
+from camera_service.server._listener import DispatchState, fan_out
 
 
-class ConnectionTable:
+class ConnectionTable(DispatchState):
     """Open connections (their listeners), and broadcast to them.
 
     `dispatching` and `deferred` let a notification raised while a request is being handled
@@ -18,10 +18,9 @@ class ConnectionTable:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__()
         self.loop = loop
         self._listeners: set[Any] = set()
-        self.dispatching = 0
-        self.deferred: list[tuple[bytes, int]] = []
         self.total_connections = 0
 
     def add(self, listener: Any) -> None:
