@@ -46,13 +46,9 @@ def _run_service(config_path: str | None, device_dir: str) -> int:
     except (ConfigError, OSError) as exc:
         print(f"demo: invalid configuration: {exc}", file=sys.stderr)
         return 1
-    from camera_service import app
+    from camera_service.app import run
 
-    run = getattr(app, "run", None) or getattr(app, "run_server", None)
-    if run is None:
-        print("demo: camera_service.app has no run()", file=sys.stderr)
-        return 1
-    return run(config, config.source) if run.__name__ == "run" else run(config)
+    return run(config, config.source)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
