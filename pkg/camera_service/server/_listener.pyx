@@ -244,9 +244,6 @@ cdef class RpcListener(WSListener):
             return
         self._transport.send(WSMsgType.TEXT, data)
 
-    cpdef record_latency(self, double seconds):
-        self._latency.record(seconds)
-
     cpdef close_with(self, int code, str reason):
         """Send a close frame once and stop answering; the client or a timer ends the TCP side."""
         if self._closing or self._transport is None:
