@@ -568,6 +568,14 @@ def check_targets(rows: list[Row]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _one_line(text: str) -> str:
+    """A skip reason for the report: its first line and, if different, its last line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} ... {lines[-1]}"
+
+
 def render(rows: list[Row], markdown: bool = False) -> str:
     load = [(r.label, r.metrics) for r in rows if r.throughput and not r.skipped]
     parts = []
@@ -580,7 +588,7 @@ def render(rows: list[Row], markdown: bool = False) -> str:
         parts.append("")
     for r in rows:
         if r.skipped:
-            parts.append(f"{'- ' if markdown else ''}{r.label}: SKIPPED: {r.skipped}")
+            parts.append(f"{'- ' if markdown else ''}{r.label}: SKIPPED: {_one_line(r.skipped)}")
         elif not r.throughput or r.summary:
             parts.append(f"{'- ' if markdown else ''}{r.label}: {r.summary}")
     parts.append("")
