@@ -125,3 +125,13 @@ clean:
 	rm -rf build dist wheelhouse *.egg-info pkg/*.egg-info .pytest_cache .coverage htmlcov
 	find pkg -name '*.so' -delete -o -name '*.c' -path '*/camera_service/*' -delete \
 		-o -name '*.html' -path '*/camera_service/*' -delete
+
+# Both atheris harnesses for a bounded time each (fuzz/README.md); crashes go to build/fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	@$(PY) -c 'import atheris' 2>/dev/null || $(PIP) install -q atheris
+	mkdir -p build/fuzz
+	$(PY) fuzz/fuzz_envelope.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+		-print_final_stats=1 $(FUZZ_ARGS)
+	$(PY) fuzz/fuzz_inotify.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+		-print_final_stats=1 $(FUZZ_ARGS)
