@@ -135,3 +135,12 @@ fuzz: build
 		-print_final_stats=1 $(FUZZ_ARGS)
 	$(PY) fuzz/fuzz_inotify.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 		-print_final_stats=1 $(FUZZ_ARGS)
+
+# The service as a subprocess on FUSE fake cameras under SOAK_CLIENTS clients (several client
+# processes, mixed methods, reconnect churn, hot-plug) for SOAK_MINUTES minutes. Prints the
+# server's RSS and fd count over time; exit 1 on growth after the warm-up beyond the bounds
+# (RSS 15 MB or 20 %, fds 20) or on any client failure (soak/run.py). Report: build/soak/.
+SOAK_MINUTES ?= 10
+SOAK_CLIENTS ?= 1000
+soak: build system-deps
+	$(PY) -m soak --minutes $(SOAK_MINUTES) --clients $(SOAK_CLIENTS) $(SOAK_ARGS)
