@@ -313,15 +313,6 @@ async def test_huge_strings_in_method_and_params_are_not_echoed_back(raw_connect
     await assert_alive(bystander)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: an integer id of more than 4300 digits (valid JSON, message under 1 MiB) is "
-        "answered -32700 'Parse error' (reason 'number is infinity when parsed as double'): "
-        "orjson rejects it and the exact fallback json.loads hits Python's int_max_str_digits; "
-        "PROTOCOL section 2 says ids are echoed exactly, including large integers"
-    ),
-)
 async def test_5000_digit_integer_id_is_echoed_exactly(raw_connect, bystander):
     victim = await raw_connect(role="viewer")
     digits = "9" * 5000
@@ -331,15 +322,6 @@ async def test_5000_digit_integer_id_is_echoed_exactly(raw_connect, bystander):
     assert raw == b'{"jsonrpc":"2.0","result":"pong","id":' + digits.encode() + b"}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: get_camera_status/get_camera_capabilities with device 'camera' + 5000 ASCII digits "
-        "(or '<device_dir>/video' + 5000 digits) answer -32603 'Internal server error' and log a "
-        "traceback per call: CameraMonitor.device_number calls int() on the digits and hits "
-        "Python's int_max_str_digits (ValueError); PROTOCOL 5.3/5.4: an unknown device is -1000"
-    ),
-)
 @pytest.mark.parametrize("method", ["get_camera_status", "get_camera_capabilities"])
 async def test_device_with_5000_digits_is_camera_not_found(raw_connect, bystander, method):
     victim = await raw_connect(role="viewer")
@@ -362,17 +344,6 @@ async def test_device_with_5000_digits_is_camera_not_found(raw_connect, bystande
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a text frame holding UTF-16/UTF-32 encoded JSON (valid UTF-8 bytes: ASCII "
-        "interleaved with NULs) is not JSON, yet it is decoded and executed: orjson rejects it, "
-        "then the fallback json.loads(bytes) auto-detects UTF-16/32 (json.detect_encoding). "
-        'Observed: \'{"jsonrpc":"2.0","method":"ping","id":1}\'.encode(\'utf-16-le\') is '
-        'answered {"result":"pong","id":1}; \'[]\' in UTF-16-LE gets -32600 \'empty batch\'. '
-        "Expected (PROTOCOL section 2, RFC 8259 8.1): -32700 Parse error, id null"
-    ),
-)
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
 async def test_utf16_encoded_json_is_a_parse_error(raw_connect, bystander, encoding):
     victim = await raw_connect(role="viewer")
@@ -630,25 +601,6 @@ async def test_fifth_failure_closes_even_when_more_attempts_are_pipelined(raw_co
     await assert_alive(bystander)
 
 
-AUTH_LIMIT_BUG = (
-    "BUG: the 'max_auth_failures (5) failed authenticate calls in a row -> close 1008' guard "
-    "(PROTOCOL 4.5) does not bound how many tokens one connection may try: the close is only "
-    "scheduled (loop.call_soon) after the 5th failure, so every further authenticate already "
-    "received is still verified and answered -32001 (data.reason 'unknown API key'). "
-    "Observed: 200 attempts pipelined in one write -> %s; one batch of 100 authenticate "
-    "calls -> all 100 verified and answered, then 1008. Expected: no token is verified after "
-    "the 5th consecutive failure (at most 5 verified attempts per connection)"
-)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=AUTH_LIMIT_BUG
-    % (
-        "11 of them verified and answered -32001 before the close (all that the server had "
-        "read when the scheduled close ran)"
-    ),
-)
 async def test_pipelined_authentication_attempts_stop_at_the_limit(raw_connect, bystander):
     victim = await raw_connect()
     victim.transport.underlying_transport.pause_reading()
@@ -664,7 +616,6 @@ async def test_pipelined_authentication_attempts_stop_at_the_limit(raw_connect, 
     assert len(replies) <= 5, f"{len(replies)} authentication attempts were verified"
 
 
-@pytest.mark.xfail(strict=True, reason=AUTH_LIMIT_BUG % "see the pipelined test")
 async def test_one_batch_cannot_try_more_tokens_than_the_limit(raw_connect, bystander):
     victim = await raw_connect()
     replies = await victim.request([auth(i, "x" * 40) for i in range(100)])

@@ -343,8 +343,10 @@ class CameraMonitor:
                 return None
             m = _NODE_NAME.match(name)
             digits = m.group(1) if m else ""
-        # ASCII digits only: str.isdigit() also accepts "²" or Arabic-Indic digits.
-        if not (digits.isascii() and digits.isdigit()) or (len(digits) > 1 and digits[0] == "0"):
+        # ASCII digits only: str.isdigit() also accepts "²" or Arabic-Indic digits. No node
+        # number has more than 9 digits (and int() refuses thousands of them).
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 9 or (
+                len(digits) > 1 and digits[0] == "0"):
             return None
         return int(digits)
 

@@ -42,14 +42,16 @@ class SessionGate:
         auth_type = params.get("auth_type", "auto")
         if auth_type not in AUTH_TYPES:
             raise invalid_params(f"auth_type must be one of {', '.join(AUTH_TYPES)}")
+        if ctx.auth_failures >= self.max_auth_failures:
+            # The close is on its way; attempts already received are not even checked.
+            raise auth_failed("too many failed authentication attempts")
         try:
             session = self.authenticator.authenticate(token, auth_type, client_id=ctx.client_id)
         except AuthenticationFailed as exc:
             ctx.auth_failures += 1
             if ctx.auth_failures >= self.max_auth_failures:
-                # After this response has been written, not before it.
-                ctx.services.loop.call_soon(
-                    ctx.close, 1008, "too many failed authentication attempts")
+                # Right after this response; messages already received are not handled.
+                ctx.close_after_response = (1008, "too many failed authentication attempts")
             raise auth_failed(exc.reason) from None
         ctx.auth_failures = 0
         bind_session(ctx, session)

@@ -14,6 +14,7 @@ cdef class CallContext:
     cdef public long long request_count
     cdef public long long error_count
     cdef public bint closed
+    cdef public object close_after_response
 
 
 cdef class MethodEntry:

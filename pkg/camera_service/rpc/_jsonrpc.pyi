@@ -40,6 +40,7 @@ class CallContext:
     request_count: int
     error_count: int
     closed: bool
+    close_after_response: tuple[int, str] | None
     def __init__(
         self, client_id: str, send: Any = ..., close: Any = ..., services: Any = ...,
         bucket: Any = ...,

@@ -127,6 +127,9 @@ cdef class CallContext:
         self.request_count = 0
         self.error_count = 0
         self.closed = False
+        # (code, reason): the listener closes the connection right after the current response
+        # is written, before it reads another message.
+        self.close_after_response = None
 
     def set_session(self, session, int role_level, double expires_at):
         """Bind a session; `expires_at` is epoch seconds with the leeway added, 0 = never."""
@@ -148,6 +151,8 @@ cdef class CallContext:
 cdef bytes _encode_id(object request_id):
     if request_id is None:
         return _NULL
+    if type(request_id) is _BigInt:
+        return (<str>request_id).encode()
     try:
         return _dumps(request_id)
     except TypeError:
@@ -201,13 +206,24 @@ cdef object _parse_float_strict(str text):
     return value
 
 
+class _BigInt(str):
+    """An integer too long for int() (Python refuses more than 4300 digits): kept as its
+    JSON text so that an id made of it is echoed exactly."""
+
+
+cdef object _parse_int(str text):
+    return int(text) if len(text) <= 4000 else _BigInt(text)
+
+
 cdef object _decode_exact(bytes payload):
     """Standard-library decode, used only where orjson cannot be exact.
 
     orjson turns integers beyond 64 bits into floats and refuses lone surrogate escapes; both
-    are valid JSON and a client may use them in an `id`, which must be echoed exactly.
+    are valid JSON and a client may use them in an `id`, which must be echoed exactly. The
+    payload is decoded as UTF-8 first: given bytes, json.loads would also accept UTF-16/32.
     """
-    return json.loads(payload, parse_constant=_reject_constant, parse_float=_parse_float_strict)
+    return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant,
+                      parse_float=_parse_float_strict, parse_int=_parse_int)
 
 
 class _ParseFailure(Exception):
@@ -219,17 +235,17 @@ cdef object _decode(bytes payload):
         return _loads(payload)
     except _JSONDecodeError as exc:
         reason = str(exc)
-        if "recursion" in reason:
+        if "recursion" in reason or "depth" in reason:
             raise _ParseFailure("JSON nested too deeply")
         try:
             return _decode_exact(payload)
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise _ParseFailure(f"invalid JSON: {reason}")
 
 
 cdef inline bint _is_valid_id(object value):
     cdef type t = type(value)
-    return t is str or t is int or t is float or value is None
+    return t is str or t is int or t is float or value is None or t is _BigInt
 
 
 cdef object _NOT_SIMPLE = object()
@@ -615,7 +631,7 @@ cdef class Dispatcher:
         if retry_after:
             raise RpcError(RATE_LIMITED, data={
                 "reason": "too many requests on this connection",
-                "retry_after": round(retry_after, 3)})
+                "retry_after": max(round(retry_after, 3), 0.001)})
 
     cdef void _authorize(self, CallContext ctx, MethodEntry entry, dict params) except *:
         cdef int level

@@ -130,7 +130,40 @@ def fan_out(listeners, bytes data, int role_at_least, double now):
     return sent
 
 
+def keepalive_sweep(listeners, double now, double interval, double timeout):
+    """Ping the connections idle for `interval` s, drop those whose pong is `timeout` s late.
+
+    One timer for the whole server runs this (instead of a task per connection), so idle
+    connections cost no wake-ups between their deadlines. Returns when the next connection
+    is due (monotonic seconds), or None when there is nobody to watch.
+    """
+    cdef RpcListener listener
+    cdef double due, next_due = -1.0
+    for obj in listeners:
+        listener = <RpcListener>obj
+        if listener._transport is None or listener._transport.is_disconnected:
+            continue
+        if listener.ping_sent_at:
+            due = listener.ping_sent_at + timeout
+            if now >= due:
+                _log.info("dropping a connection that did not answer a ping",
+                          extra={"client_id": listener.ctx.client_id})
+                listener._transport.disconnect(False)
+                continue
+        else:
+            due = listener.last_seen + interval
+            if now >= due:
+                listener._transport.send_ping()
+                listener.ping_sent_at = now
+                due = now + timeout
+        if next_due < 0 or due < next_due:
+            next_due = due
+    return None if next_due < 0 else next_due
+
+
 cdef class RpcListener(WSListener):
+    cdef public double last_seen
+    cdef public double ping_sent_at
     cdef WSTransport _transport
     cdef Dispatcher _dispatcher
     cdef readonly CallContext ctx
@@ -157,6 +190,8 @@ cdef class RpcListener(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self._transport = transport
+        self.last_seen = _monotonic()
+        self.ping_sent_at = 0.0
         # Above the high-water mark asyncio calls pause_writing(): the client is not reading.
         transport.underlying_transport.set_write_buffer_limits(
             high=self._send_buffer_limit, low=self._send_buffer_limit // 2)
@@ -181,7 +216,10 @@ cdef class RpcListener(WSListener):
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType msg_type = frame.msg_type
-        cdef double started
+        # Any frame, the pong included, shows the peer is alive (keepalive_sweep).
+        cdef double started = _monotonic()
+        self.last_seen = started
+        self.ping_sent_at = 0.0
         if msg_type == WSMsgType.TEXT:
             if self._fragments is not None:
                 self.close_with(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -189,7 +227,6 @@ cdef class RpcListener(WSListener):
             if not frame.fin:
                 self._fragments = bytearray(frame.get_payload_as_memoryview())
                 return
-            started = _monotonic()
             if not _is_valid_utf8(frame.payload_ptr, frame.payload_size):
                 self.close_with(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message")
                 return
@@ -234,6 +271,9 @@ cdef class RpcListener(WSListener):
         if response is not None:
             self._transport.send(WSMsgType.TEXT, response)
             self._latency.record(_monotonic() - started)
+        if self.ctx.close_after_response is not None:
+            code, reason = self.ctx.close_after_response
+            self.close_with(code, reason)
         if table.deferred:
             # Notifications raised while this request ran go out after its response.
             table.flush_deferred()

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from camera_service.rpc._jsonrpc import encode_notification
-from camera_service.server._listener import DispatchState, fan_out
+from camera_service.rpc._jsonrpc import encode_notification, monotonic
+from camera_service.server._listener import DispatchState, fan_out, keepalive_sweep
 
 
 class ConnectionTable(DispatchState):
@@ -17,15 +17,34 @@ class ConnectionTable(DispatchState):
     wait until that request's response has been written (PROTOCOL section 1, Ordering).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, ping_interval: float = 30.0,
+                 ping_timeout: float = 10.0):
         super().__init__()
         self.loop = loop
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self._keepalive: asyncio.TimerHandle | None = None
         self._listeners: set[Any] = set()
         self.total_connections = 0
 
     def add(self, listener: Any) -> None:
         self._listeners.add(listener)
         self.total_connections += 1
+        if self._keepalive is None:
+            self._keepalive = self.loop.call_later(self.ping_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Keepalive for every connection from one timer, armed only while there are any."""
+        self._keepalive = None
+        due = keepalive_sweep(tuple(self._listeners), monotonic(), self.ping_interval,
+                              self.ping_timeout)
+        if due is not None:
+            self._keepalive = self.loop.call_later(max(due - monotonic(), 0.001), self._sweep)
+
+    def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
 
     def remove(self, listener: Any) -> None:
         self._listeners.discard(listener)

@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from picows import WSAutoPingStrategy, WSCloseCode, ws_create_server
+from picows import WSCloseCode, ws_create_server
 
 from camera_service.server import http
 from camera_service.server._listener import LatencyHistogram, RpcListener
@@ -22,6 +22,7 @@ RETRY_AFTER_S = 1
 # Small initial read buffer per connection: JSON-RPC requests are small, picows grows it
 # when a bigger message arrives, and 10,000 idle connections must stay cheap.
 READ_BUFFER_INIT_SIZE = 2048
+LISTEN_BACKLOG = 4096
 
 HttpRoute = Callable[[Any], Any]
 
@@ -48,7 +49,7 @@ class WebSocketServer:
         self.latency = latency
         self.http_routes = dict(http_routes or {})
         self.loop = loop or asyncio.get_running_loop()
-        self.table = ConnectionTable(self.loop)
+        self.table = ConnectionTable(self.loop, settings.ping_interval, settings.ping_timeout)
         self.refused = 0
         self._client_ids = itertools.count(1)
         self._ws_path = settings.websocket_path.encode()
@@ -79,14 +80,17 @@ class WebSocketServer:
             s.port,
             ssl=ssl_context,
             websocket_handshake_timeout=s.handshake_timeout,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=s.ping_interval,
-            auto_ping_reply_timeout=s.ping_timeout,
-            auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+            # Keepalive is ours (ConnectionTable): one timer for all connections instead of
+            # picows' task per connection. Client pings are still answered by picows.
+            enable_auto_ping=False,
             enable_auto_pong=True,
             max_frame_size=s.max_message_bytes,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
             logger_name="camera_service.picows",
+            # A burst of connects must not overflow asyncio's default backlog of 100 (SYN
+            # retries cost a second each); the kernel caps this at net.core.somaxconn.
+            backlog=LISTEN_BACKLOG,
+            use_aiofastnet=False,
         )
         self._accepting = True
         scheme = "wss" if ssl_context else "ws"
@@ -128,6 +132,7 @@ class WebSocketServer:
         if self._server is None:
             return
         self._accepting = False
+        self.table.stop_keepalive()
         self._server.close()
         self.table.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
         await self.dispatcher.drain(timeout)
