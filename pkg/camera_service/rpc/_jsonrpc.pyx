@@ -249,6 +249,8 @@ cdef inline bint _is_valid_id(object value):
 
 
 cdef object _NOT_SIMPLE = object()
+cdef dict _NAMED_PARAMS = {
+    "reason": "params must be an object (this method takes named parameters)"}
 
 
 cdef inline Py_ssize_t _skip_ws(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
@@ -438,12 +440,21 @@ cdef class Dispatcher:
         try:
             self._admit(ctx)
             entry = self._methods.get(method)
+            # The two commonest client mistakes are answered without raising: an exception
+            # costs more than the whole successful request.
             if entry is None:
-                raise RpcError(METHOD_NOT_FOUND, data={"reason": f"unknown method: {method[:100]}"})
+                self._count_error(METHOD_NOT_FOUND, ctx)
+                if not has_id:
+                    return None
+                return _encode_error(METHOD_NOT_FOUND, MESSAGES[METHOD_NOT_FOUND],
+                                     {"reason": "unknown method: " + method[:100]}, id_json)
             (<MethodEntry>entry).calls += 1
             if ptype is list:
-                raise RpcError(INVALID_PARAMS, data={
-                    "reason": "params must be an object (this method takes named parameters)"})
+                self._count_error(INVALID_PARAMS, ctx)
+                (<MethodEntry>entry).errors += 1
+                if not has_id:
+                    return None
+                return _encode_error(INVALID_PARAMS, MESSAGES[INVALID_PARAMS], _NAMED_PARAMS, id_json)
             if (<MethodEntry>entry).role_level:
                 self._authorize(ctx, <MethodEntry>entry, <dict>params)
         except RpcError as exc:
