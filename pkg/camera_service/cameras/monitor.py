@@ -87,11 +87,13 @@ CameraCallback = Callable[["CameraEvent"], Any]
 
 
 class ProbePool(Executor):
-    """A fixed set of daemon worker threads for probes.
+    """Daemon worker threads for probes, at most `workers` of them.
 
     concurrent.futures.ThreadPoolExecutor joins its threads when the interpreter exits; a
     thread stuck in a driver's ioctl would then keep the whole service from exiting. Daemon
-    threads are simply abandoned at exit.
+    threads are simply abandoned at exit. A thread is added whenever a job arrives and no
+    thread is idle, so threads stuck in hung devices do not stop other cameras from being
+    probed (up to the cap).
     """
 
     def __init__(self, workers: int, name: str = "camera-probe") -> None:
@@ -100,6 +102,8 @@ class ProbePool(Executor):
         self._name = name
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._idle = 0  # threads waiting for a job
+        self._queued = 0  # jobs no thread has taken yet
         self._mu = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -108,7 +112,8 @@ class ProbePool(Executor):
             if self._closed:
                 raise RuntimeError("probe pool is shut down")
             self._jobs.put((future, fn, args, kwargs))
-            if len(self._threads) < self._workers:
+            self._queued += 1
+            if self._idle < self._queued and len(self._threads) < self._workers:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
@@ -118,7 +123,13 @@ class ProbePool(Executor):
 
     def _work(self) -> None:
         while True:
+            with self._mu:
+                self._idle += 1
             job = self._jobs.get()
+            with self._mu:
+                self._idle -= 1
+                if job is not None:
+                    self._queued -= 1
             if job is None:
                 return
             future, fn, args, kwargs = job
@@ -254,7 +265,7 @@ class CameraMonitor:
         device_range: Iterable[int] = (),
         probe_timeout: float = 2.0,
         *,
-        max_workers: int = 4,
+        max_workers: int = 16,
         probe: Callable[[str], v4l2.DeviceInfo] = v4l2.probe,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
