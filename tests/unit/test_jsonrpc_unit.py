@@ -516,8 +516,10 @@ WS = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
 def test_simple_request_equals_its_general_form(method, request_id, has_id, order, ws, role):
     """`{"jsonrpc","method","id"}` in any key order and spacing answers exactly like the same
     request with `"params":{}` added (which no shortcut can take)."""
-    members = [b'"jsonrpc"%s:%s"2.0"', b'"method"%s:%s' + json.dumps(method).encode(),
-               b'"id"%s:%s' + json.dumps(request_id).encode()]
+    # (key, value) pairs; the spacing goes around the colon when rendered. No %-templates:
+    # the id itself may contain "%".
+    members = [(b'"jsonrpc"', b'"2.0"'), (b'"method"', json.dumps(method).encode()),
+               (b'"id"', json.dumps(request_id).encode())]
     if not has_id:
         members[2] = None
 
@@ -528,7 +530,8 @@ def test_simple_request_equals_its_general_form(method, request_id, has_id, orde
             member = members[index]
             if member is None:
                 continue
-            parts.append(member % (ws[k].encode(), ws[k + 1].encode()))
+            key, value = member
+            parts.append(key + ws[k].encode() + b":" + ws[k + 1].encode() + value)
             k += 2
         if extra is not None:
             parts.append(extra)
