@@ -132,6 +132,12 @@ class Application:
 
         loop.add_reader(watcher.fileno(), on_readable)
 
+    def _stop_watching_api_keys(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._keys_watcher is not None:
+            loop.remove_reader(self._keys_watcher.fileno())
+            self._keys_watcher.close()
+            self._keys_watcher = None
+
     def _end_revoked_sessions(self) -> None:
         """A revoked or expired key also ends the sessions it opened, not just new logins."""
         store = self.services.authenticator.api_keys
@@ -155,6 +161,9 @@ class Application:
                 services.authenticator.apply_settings(new.security)
         except Exception as exc:  # keep the running auth settings; the rest still applies
             log.error("security settings not applied: %s", exc)
+        if "security.api_keys_file" in changed:
+            self._stop_watching_api_keys(services.loop)
+            self._watch_api_keys(services.loop)
         services.gate.max_auth_failures = new.security.max_auth_failures
         services.server.apply_settings(new.server)
         if changed & {"security.rate_limit_rpm", "security.rate_limit_burst"}:
@@ -182,9 +191,7 @@ class Application:
         loop = asyncio.get_running_loop()
         if self._config_watcher is not None:
             self._config_watcher.stop()
-        if self._keys_watcher is not None:
-            loop.remove_reader(self._keys_watcher.fileno())
-            self._keys_watcher.close()
+        self._stop_watching_api_keys(loop)
         if services.server is not None:
             await services.server.shutdown(self.config.server.shutdown_timeout)
         if services.monitor is not None:
