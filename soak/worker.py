@@ -11,8 +11,9 @@ and connects again. Meanwhile it checks what it receives:
   * notifications: per connection and device, two in a row never carry the same status (one
     physical event gives one notification).
 
-Prints `READY` once every client has connected once; closing stdin (or EOF) stops the clients,
-which close their connections; the last stdout line is a JSON summary.
+Prints `READY` once every client has connected once, then `CONNECTS <total connects so far>`
+every second; closing stdin (or EOF) stops the clients, which close their connections; the last
+stdout line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class SoakClient:
                     elif method == "get_camera_list":
                         self.devices = [c["device"] for c in result["cameras"]]
                 self.stats.requests[method] += 1
-                await self._pause(self.args.interval * self.rng.uniform(0.5, 1.5))
+                pause = self.args.interval * self.rng.uniform(0.5, 1.5)
+                await self._pause(min(pause, max(0.0, end - time.monotonic())))
         finally:
             notes.cancel()
 
@@ -230,7 +232,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ready.cancel()
     stopped.cancel()
     print("READY", flush=True)
+
+    async def progress() -> None:  # the parent ends its warm-up on the reconnect count
+        while True:
+            print(f"CONNECTS {stats.connects}", flush=True)
+            await asyncio.sleep(1.0)
+
+    reporter = asyncio.create_task(progress())
     await stop.wait()
+    reporter.cancel()
     await asyncio.gather(*tasks)
     lat = sorted(stats.latencies)
 
@@ -257,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--churn-min", type=float, default=5.0)
-    parser.add_argument("--churn-max", type=float, default=30.0)
+    parser.add_argument("--churn-min", type=float, default=2.0)
+    parser.add_argument("--churn-max", type=float, default=8.0)
     parser.add_argument("--admin-every", type=int, default=10)
     parser.add_argument("--ramp", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)

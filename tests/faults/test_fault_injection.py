@@ -379,30 +379,31 @@ async def test_probe_hanging_past_the_timeout_is_error_and_the_loop_stays_respon
     Usage().assert_no_leak_since(before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG: probes run in a fixed pool of 4 threads (CameraMonitor max_workers=4, not "
-        "configurable) and a thread stuck in a hung ioctl is abandoned but not replaced; with 4 "
-        "hung nodes, a working camera plugged afterwards is not probed, listed or announced at "
-        "all until a hung ioctl returns (5 s here, never for a device stuck in the driver)"
-    ),
-)
 async def test_working_camera_is_listed_while_four_probes_are_stuck(
     start_app, fake_cameras, clients, pingers
 ):
+    """4 hung nodes (as many as the probe pool had threads before bbf81ce) must not keep a
+    working camera plugged after them from being probed, listed and announced."""
     dev = fake_cameras.dev_dir
     app = await start_on_fuse(start_app, dev, probe_timeout=0.5)
     cs = await clients(app, 2)
     ping = pingers(cs)
+    await asyncio.sleep(0.2)
+    before = Usage()
     for n in range(4):
         fake_cameras.add(f"video{n}", fakecams.hanging_camera(seconds=5.0))
     fake_cameras.add("video9", fakecams.uvc_camera())
-    await asyncio.sleep(2.0)  # 4 x the probe timeout
-    expected = camera_list(*[error_entry(dev, n) for n in range(4)], uvc_entry(dev, 9))
-    assert await listed(cs[0]) == expected
+    await asyncio.sleep(2.0)  # 4 x the probe timeout, well before the hangs end
+    entries = [*[error_entry(dev, n) for n in range(4)], uvc_entry(dev, 9)]
+    assert await listed(cs[0]) == camera_list(*entries)
+    for c in cs:
+        notes = await next_notes(c, 5, timeout=1)
+        assert sorted(notes, key=lambda m: m["params"]["device"]) == [note(e) for e in entries]
+    await assert_quiet(*cs)
+    fake_cameras.release_hangs()
+    await daemon_handles_closed(fake_cameras)
     await ping.stop(min_each=5)
+    Usage().assert_no_leak_since(before)
 
 
 # ---- EIO on every ioctl -------------------------------------------------------------------------

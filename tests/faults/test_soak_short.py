@@ -1,9 +1,9 @@
 """The soak runner (soak/run.py, `make soak`) for 60 seconds with 100 clients.
 
 Same run and same pass/fail rules as the long soak: the service as a subprocess on the FUSE
-fake cameras, 2 client processes with mixed methods and reconnect churn, a hot-plug every
-3 s; after the warm-up (15 s) the server's RSS may grow by at most 15 MB and 20 %, its fd
-count by at most 20; no client may see a failure; the final camera list must match what is
+fake cameras, 2 client processes with mixed methods and reconnect churn (connections live
+2..8 s), a hot-plug every 3 s; after the warm-up (here: until half the run, 30 s) the
+server's RSS may grow by at most 15 MB and 20 %, its fd count by at most 20; no client may see a failure; the final camera list must match what is
 plugged in; the server must exit 0 on SIGTERM.
 """
 
@@ -50,7 +50,7 @@ def test_soak_60_seconds_100_clients(tmp_path):
     assert growth["rss_growth_mb"] <= 15.0 and growth["rss_growth_pct"] <= 20.0, growth
     assert growth["fd_growth"] <= 20, growth
     steady = [s for s in report["samples"] if s["phase"] == "steady"]
-    assert len(steady) >= 30  # one sample a second for at least 30 s after the warm-up
+    assert len(steady) >= 20  # one sample a second for the ~30 s after the warm-up
     # Every client connection shows up as one server fd while they are all connected, and
     # all of them are released once the clients have gone.
     assert growth["fds_end"] - report["before_load"]["fds"] >= 90
