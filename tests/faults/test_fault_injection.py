@@ -357,6 +357,9 @@ async def test_probe_hanging_past_the_timeout_is_error_and_the_loop_stays_respon
         assert await next_notes(c, 2) == [first, second]
     # Pings sent while the probe was stuck were answered promptly.
     worst = ping.max_latency(since=t0, until=t0 + elapsed)
+    print(
+        f"\nERROR after {elapsed * 1000:.0f} ms, max ping latency meanwhile {worst * 1000:.0f} ms"
+    )
     assert worst < 0.25, worst
     assert await listed(cs[0]) == camera_list(error_entry(dev, 0), uvc_entry(dev, 1))
 
