@@ -1,8 +1,6 @@
 from collections.abc import Callable, Iterable
 from typing import Any
 
-ROLE_NAMES: dict[int, str]
-
 def monotonic() -> float: ...
 def encode_notification(method: str, params: Any) -> bytes: ...
 def make_entry(

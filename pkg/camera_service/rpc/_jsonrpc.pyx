@@ -14,8 +14,8 @@ import logging
 
 import orjson
 
+from camera_service.auth.roles import LEVEL_NAMES
 from camera_service.rpc.errors import (
-    AUTH_ERROR,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -44,9 +44,6 @@ cdef bytes _ERROR_HEAD = b'{"jsonrpc":"2.0","error":'
 cdef bytes _ID_SEP = b',"id":'
 cdef bytes _TAIL = b'}'
 cdef bytes _NULL = b'null'
-
-ROLE_NAMES = {1: "viewer", 2: "operator", 3: "admin"}
-
 
 cdef inline double _realtime() noexcept:
     cdef timespec ts
@@ -660,9 +657,9 @@ cdef class Dispatcher:
             level = ctx.role_level
         if level < entry.role_level:
             raise RpcError(PERMISSION_DENIED, data={
-                "reason": f"{entry.name} needs the {ROLE_NAMES[entry.role_level]} role",
-                "required_role": ROLE_NAMES[entry.role_level],
-                "role": ROLE_NAMES.get(level)})
+                "reason": f"{entry.name} needs the {LEVEL_NAMES[entry.role_level]} role",
+                "required_role": LEVEL_NAMES[entry.role_level],
+                "role": LEVEL_NAMES.get(level)})
 
     cdef object _call_bound(self, CallContext ctx, MethodEntry entry, object params):
         from camera_service.log import correlation_id_var, client_id_var
