@@ -63,10 +63,10 @@ cov-cython: install system-deps
 	$(PY) setup.py -q build_ext --inplace --force; exit $$status
 
 lint: install
-	$(PIP) install -q '.[dev]'
-	$(VENV)/bin/ruff check pkg tests bench
-	$(VENV)/bin/ruff format --check pkg tests bench
-	$(VENV)/bin/cython-lint pkg
+	$(PIP) install -q 'ruff>=0.5' 'mypy>=1.10' 'cython-lint>=0.16' pycodestyle
+	$(VENV)/bin/ruff check pkg tests bench fuzz soak
+	$(VENV)/bin/ruff format --check pkg tests bench fuzz soak
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/cython-lint --max-line-length 100 pkg
 
 bench-micro: build
 	$(PY) -m pytest bench/micro --benchmark-only -p no:cacheprovider

@@ -32,7 +32,6 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -76,14 +75,26 @@ def server_main(conn, dev_dir: str, state_dir: str, max_connections: int) -> Non
     empty = os.path.join(state_dir, "empty.toml")
     with open(empty, "w"):
         pass
-    config = load_config(empty, env={}, overrides={
-        "server": {"host": "127.0.0.1", "port": 0, "max_connections": max_connections,
-                   "shutdown_timeout": 1.0},
-        "security": {"jwt_secret": SECRET, "state_dir": state_dir,
-                     "rate_limit_rpm": 0, "rate_limit_burst": 0},
-        "camera": {"device_dir": dev_dir},
-        "logging": {"level": "error"},
-    })
+    config = load_config(
+        empty,
+        env={},
+        overrides={
+            "server": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "max_connections": max_connections,
+                "shutdown_timeout": 1.0,
+            },
+            "security": {
+                "jwt_secret": SECRET,
+                "state_dir": state_dir,
+                "rate_limit_rpm": 0,
+                "rate_limit_burst": 0,
+            },
+            "camera": {"device_dir": dev_dir},
+            "logging": {"level": "error"},
+        },
+    )
 
     async def main() -> None:
         app = Application(config, env={})
@@ -130,13 +141,22 @@ def worker_main(conn, url: str, count: int, token: str, connect_timeout: float) 
 
     async def open_one(index: int, gate: asyncio.Semaphore) -> None:
         async with gate:
-            transport, listener = await ws_connect(lambda: Listener(index), url,
-                                                   websocket_handshake_timeout=connect_timeout)
+            transport, listener = await ws_connect(
+                lambda: Listener(index), url, websocket_handshake_timeout=connect_timeout
+            )
             transports.append(transport)
             listener.reply = asyncio.get_running_loop().create_future()
-            transport.send(WSMsgType.TEXT, json.dumps({
-                "jsonrpc": "2.0", "method": "authenticate", "id": 1,
-                "params": {"auth_token": token}}).encode())
+            transport.send(
+                WSMsgType.TEXT,
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "authenticate",
+                        "id": 1,
+                        "params": {"auth_token": token},
+                    }
+                ).encode(),
+            )
             reply = await asyncio.wait_for(listener.reply, connect_timeout)
             if b'"authenticated":true' not in reply:
                 raise RuntimeError(f"authenticate failed: {reply[:200]!r}")
@@ -187,9 +207,11 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(nearest_rank(samples, 0.50) * 1000, 2),
-            "p99_ms": round(nearest_rank(samples, 0.99) * 1000, 2),
-            "max_ms": round(max(samples) * 1000, 2)}
+    return {
+        "p50_ms": round(nearest_rank(samples, 0.50) * 1000, 2),
+        "p99_ms": round(nearest_rank(samples, 0.99) * 1000, 2),
+        "max_ms": round(max(samples) * 1000, 2),
+    }
 
 
 def recv(conn, deadline: float, what: str):
@@ -203,10 +225,10 @@ def recv(conn, deadline: float, what: str):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import jwt
+
     from camera_service.devices.v4l2 import probe
     from camera_service.testing.fakecams import FakeV4L2Mount, uvc_camera
-
-    import jwt
 
     started = time.monotonic()
     deadline = started + args.timeout
@@ -218,23 +240,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     state_dir = tempfile.mkdtemp(prefix="bench-notes-")
     try:
         server_pipe, child = ctx.Pipe()
-        server = ctx.Process(target=server_main, name="server",
-                             args=(child, mount.dev_dir, state_dir, args.clients + 16))
+        server = ctx.Process(
+            target=server_main,
+            name="server",
+            args=(child, mount.dev_dir, state_dir, args.clients + 16),
+        )
         server.start()
         procs.append(server)
         _, port, uvloop_used = recv(server_pipe, deadline, "the server to start")
         url = f"ws://127.0.0.1:{port}/ws"
         now = int(time.time())
-        token = jwt.encode({"user_id": "bench", "role": "viewer", "iat": now,
-                            "exp": now + 3600}, SECRET, algorithm="HS256")
+        token = jwt.encode(
+            {"user_id": "bench", "role": "viewer", "iat": now, "exp": now + 3600},
+            SECRET,
+            algorithm="HS256",
+        )
 
         workers = max(1, min(args.workers, args.clients))
-        shares = [args.clients // workers + (1 if i < args.clients % workers else 0)
-                  for i in range(workers)]
+        shares = [
+            args.clients // workers + (1 if i < args.clients % workers else 0)
+            for i in range(workers)
+        ]
         for i, share in enumerate(shares):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, name=f"clients-{i}",
-                               args=(child, url, share, token, args.connect_timeout))
+            proc = ctx.Process(
+                target=worker_main,
+                name=f"clients-{i}",
+                args=(child, url, share, token, args.connect_timeout),
+            )
             proc.start()
             procs.append(proc)
             pipes.append(parent)
@@ -243,7 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         spec = uvc_camera(card="Bench Camera")
         results: dict[str, dict[str, list[float]]] = {
-            kind: {"first": [], "median": [], "last": []} for kind in ("plug", "unplug")}
+            kind: {"first": [], "median": [], "last": []} for kind in ("plug", "unplug")
+        }
         missing = 0
         expected_notes = 0
         for _ in range(args.rounds):
@@ -335,27 +369,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{result['connected']}/{result['clients']} clients in "
-          f"{result['client_processes']} processes, {result['rounds']} rounds, server on "
-          f"{result['server_loop']}, {result['cpus']} CPUs; missing "
-          f"{result['missing_notifications']}, extra {result['extra_notifications']}")
-    print(f"{'latency from the syscall on the mount':<40} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}")
-    for key in ("plug_last_client", "plug_median_client", "plug_first_client",
-                "unplug_last_client", "unplug_median_client", "unplug_first_client",
-                "probe_alone"):
+    print(
+        f"\n{result['connected']}/{result['clients']} clients in "
+        f"{result['client_processes']} processes, {result['rounds']} rounds, server on "
+        f"{result['server_loop']}, {result['cpus']} CPUs; missing "
+        f"{result['missing_notifications']}, extra {result['extra_notifications']}"
+    )
+    print(
+        f"{'latency from the syscall on the mount':<40} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}"
+    )
+    for key in (
+        "plug_last_client",
+        "plug_median_client",
+        "plug_first_client",
+        "unplug_last_client",
+        "unplug_median_client",
+        "unplug_first_client",
+        "probe_alone",
+    ):
         row = result[key]
-        print(f"{key.replace('_', ' '):<40} {row['p50_ms']:>9} {row['p99_ms']:>9} {row['max_ms']:>9}")
+        print(
+            f"{key.replace('_', ' '):<40} {row['p50_ms']:>9} {row['p99_ms']:>9} {row['max_ms']:>9}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 2))),
-                        help="client processes (default: CPUs, at most 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(4, (os.cpu_count() or 2))),
+        help="client processes (default: CPUs, at most 4)",
+    )
     parser.add_argument("--timeout", type=float, default=180.0, help="bound for the whole run, s")
-    parser.add_argument("--event-timeout", type=float, default=10.0,
-                        help="how long to wait for one notification at every client, s")
+    parser.add_argument(
+        "--event-timeout",
+        type=float,
+        default=10.0,
+        help="how long to wait for one notification at every client, s",
+    )
     parser.add_argument("--connect-timeout", type=float, default=20.0)
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)

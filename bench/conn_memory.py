@@ -24,10 +24,9 @@ from bench.common import mint_jwt, raise_nofile, read_status
 
 
 async def measure(conns: int, top: int) -> None:
+    from bench.load.runner import LoadOptions, WorkerPool
     from camera_service.app import Application
     from camera_service.config import load_config
-
-    from bench.load.runner import LoadOptions, WorkerPool
 
     workdir = tempfile.mkdtemp(prefix="bench-connmem-")
     os.makedirs(os.path.join(workdir, "dev"))

@@ -27,8 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 with atheris.instrument_imports(include=["camera_service", "fuzz_support"]):
     import fuzz_support
-    from camera_service.server._listener import is_valid_utf8
     from fuzz_support import FuzzService, Unjudgeable, check_reply, encode
+
+    from camera_service.server._listener import is_valid_utf8
 
 SERVICE: FuzzService | None = None
 

@@ -20,8 +20,9 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 with atheris.instrument_imports(include=["camera_service", "fuzz_support"]):
-    from camera_service.devices.inotify import InotifyEvent, parse_events
     from fuzz_support import INOTIFY_HEADER, inotify_record
+
+    from camera_service.devices.inotify import InotifyEvent, parse_events
 
 HEADER = INOTIFY_HEADER.size
 

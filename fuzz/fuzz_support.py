@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 import jwt
+
 from camera_service.app import Application
 from camera_service.config import load_config
 from camera_service.methods.core import bind_session

@@ -171,6 +171,7 @@ def wait_ready(port: int, timeout: float = 30.0) -> None:
 
 async def final_registry(url: str, secret: str) -> tuple[str, dict[str, Any]]:
     import jwt
+
     from camera_service.client import RpcClient
 
     now = int(time.time())

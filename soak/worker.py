@@ -29,6 +29,7 @@ from typing import Any
 
 import jwt
 import orjson
+
 from camera_service.client import RpcCallError, RpcClient
 
 PARAM_KEYS = ["device", "status", "name", "resolution", "fps", "streams"]

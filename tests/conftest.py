@@ -79,8 +79,13 @@ def ws_url(app: Application) -> str:
     return f"ws://127.0.0.1:{app.port}{app.config.server.websocket_path}"
 
 
-def mint_token(role: str = "viewer", user: str = "alice", ttl: float = 3600,
-               secret: str = TEST_JWT_SECRET, **claims: Any) -> str:
+def mint_token(
+    role: str = "viewer",
+    user: str = "alice",
+    ttl: float = 3600,
+    secret: str = TEST_JWT_SECRET,
+    **claims: Any,
+) -> str:
     now = int(time.time())
     payload = {"user_id": user, "role": role, "iat": now, "exp": now + ttl, **claims}
     return jwt.encode(payload, secret, algorithm="HS256")
@@ -159,7 +164,7 @@ class RawClient:
     async def expect_silence(self, seconds: float = 0.3) -> None:
         try:
             data = await asyncio.wait_for(self.listener.messages.get(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"expected no message, got {data!r}")
 
@@ -182,8 +187,14 @@ async def raw_connect(app):
         client = await RawClient.open(ws_url(target or app), **kw)
         clients.append(client)
         if role is not None:
-            reply = await client.request({"jsonrpc": "2.0", "method": "authenticate", "id": 0,
-                                          "params": {"auth_token": mint_token(role)}})
+            reply = await client.request(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "authenticate",
+                    "id": 0,
+                    "params": {"auth_token": mint_token(role)},
+                }
+            )
             assert "result" in reply, reply
         return client
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
+from bench import pyrpc
+from bench.cameras import camera_entry, camera_list_result
 from camera_service.rpc._jsonrpc import (
     CallContext,
     Dispatcher,
@@ -15,9 +18,6 @@ from camera_service.rpc._jsonrpc import (
     encode_notification,
     make_entry,
 )
-
-from bench import pyrpc
-from bench.cameras import camera_entry, camera_list_result
 
 VIEWER = 1
 CAMERA_LIST_JSON = orjson.dumps(camera_list_result(4))

@@ -13,11 +13,16 @@ from typing import Any
 from camera_service import __version__
 from camera_service.auth.authenticator import Authenticator
 from camera_service.auth.rate_limit import TokenBucket
-from camera_service.config import Config, ConfigWatcher
-from camera_service.devices.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_MOVED_TO
-from camera_service.devices.inotify import InotifyWatcher
 from camera_service.cameras.monitor import CameraMonitor
 from camera_service.cameras.streams import StreamUrls
+from camera_service.config import Config, ConfigWatcher
+from camera_service.devices.inotify import (
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_MOVED_TO,
+    InotifyWatcher,
+)
 from camera_service.health import health_routes
 from camera_service.log import configure_logging
 from camera_service.methods import cameras, core, system
@@ -31,8 +36,21 @@ log = logging.getLogger("camera_service.app")
 
 # Response-time histogram bounds in seconds (also the Prometheus buckets).
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 
 
@@ -95,15 +113,22 @@ class Application:
         cameras.register(registry, services.camera_api)
         system.register(registry)
         services.dispatcher = Dispatcher(
-            registry.entries(), config.server.max_batch, services.gate, services)
+            registry.entries(), config.server.max_batch, services.gate, services
+        )
 
         def make_context(client_id: str) -> CallContext:
-            return CallContext(client_id, services=services,
-                               bucket=new_bucket(services.config.security))
+            return CallContext(
+                client_id, services=services, bucket=new_bucket(services.config.security)
+            )
 
         services.server = WebSocketServer(
-            config.server, services.dispatcher, make_context, services.latency,
-            http_routes=health_routes(services), loop=loop)
+            config.server,
+            services.dispatcher,
+            make_context,
+            services.latency,
+            http_routes=health_routes(services),
+            loop=loop,
+        )
         # Listen first so /health/ready can answer 503 while the first scan runs.
         await services.server.start()
         services.camera_api.broadcast = services.server.table.broadcast
@@ -112,7 +137,8 @@ class Application:
         self._watch_api_keys(loop)
         if self.config_path is not None:
             self._config_watcher = ConfigWatcher(
-                self.config_path, self._on_config_change, env=self.env, initial=config)
+                self.config_path, self._on_config_change, env=self.env, initial=config
+            )
             self._config_watcher.start(loop)
 
     def _watch_api_keys(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -150,8 +176,10 @@ class Application:
             entry = store.get(session.key_id)
             if entry is None or not entry.active or entry.is_expired(now):
                 ctx.clear_session()
-                log.info("session ended: its API key was revoked", extra={
-                    "client_id": ctx.client_id, "user_id": session.user_id})
+                log.info(
+                    "session ended: its API key was revoked",
+                    extra={"client_id": ctx.client_id, "user_id": session.user_id},
+                )
 
     def _on_config_change(self, old: Config, new: Config, changed: set[str]) -> None:
         services = self.services
@@ -174,8 +202,9 @@ class Application:
                 elif new_bucket(new.security) is None:
                     ctx.bucket = None
                 else:
-                    ctx.bucket.reconfigure(new.security.rate_limit_rpm,
-                                           new.security.rate_limit_burst)
+                    ctx.bucket.reconfigure(
+                        new.security.rate_limit_rpm, new.security.rate_limit_burst
+                    )
         if changed & {"logging.level", "logging.format"}:
             configure_logging(new.logging)
         if any(key.startswith("media.") for key in changed):

@@ -11,7 +11,9 @@ import orjson
 from camera_service import __version__
 from camera_service.config import ConfigError, load_config
 
-CONFIG_HELP = "TOML config file (default: ./conf/default.toml, then /etc/camera-service/config.toml)"
+CONFIG_HELP = (
+    "TOML config file (default: ./conf/default.toml, then /etc/camera-service/config.toml)"
+)
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.command == "check-config":
         print(orjson.dumps(config.to_dict(mask_secrets=True), option=orjson.OPT_INDENT_2).decode())
-        print(f"configuration OK (source: {config.source or 'built-in defaults'})",
-              file=sys.stderr)
+        print(f"configuration OK (source: {config.source or 'built-in defaults'})", file=sys.stderr)
         return 0
     if args.command == "serve":
         from camera_service.app import run

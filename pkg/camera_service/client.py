@@ -25,8 +25,10 @@ class RpcCallError(Exception):
     """The server answered with a JSON-RPC error object."""
 
     def __init__(self, code: int, message: str, data: Any = None):
-        super().__init__(f"{code} {message}" + (f": {data.get('reason')}" if isinstance(
-            data, dict) and "reason" in data else ""))
+        super().__init__(
+            f"{code} {message}"
+            + (f": {data.get('reason')}" if isinstance(data, dict) and "reason" in data else "")
+        )
         self.code = code
         self.message = message
         self.data = data
@@ -70,7 +72,11 @@ class RpcClient:
 
     @classmethod
     async def connect(
-        cls, url: str, *, ssl: ssl_module.SSLContext | None = None, timeout: float = 10.0,
+        cls,
+        url: str,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        timeout: float = 10.0,
         extra_headers: dict[str, str] | None = None,
     ) -> RpcClient:
         client = cls()
@@ -90,8 +96,14 @@ class RpcClient:
 
     # ---- requests -------------------------------------------------------------------------
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, *,
-                   timeout: float | None = 30.0, **kwargs: Any) -> Any:
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = 30.0,
+        **kwargs: Any,
+    ) -> Any:
         """Send one request and return its result; raises RpcCallError on an error response."""
         if kwargs:
             params = {**(params or {}), **kwargs}
@@ -115,8 +127,9 @@ class RpcClient:
             message["params"] = params
         self._send(orjson.dumps(message))
 
-    async def batch(self, calls: list[tuple[str, dict[str, Any] | None]], *,
-                    timeout: float | None = 30.0) -> list[Any]:
+    async def batch(
+        self, calls: list[tuple[str, dict[str, Any] | None]], *, timeout: float | None = 30.0
+    ) -> list[Any]:
         """Send calls as one batch; returns results (or RpcCallError objects) in call order."""
         ids = [next(self._ids) for _ in calls]
         messages = []

@@ -26,13 +26,18 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 def add_client_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "client", help="call a JSON-RPC method, or `watch` for notifications",
+        "client",
+        help="call a JSON-RPC method, or `watch` for notifications",
         description="Examples: camera-service client --token T get_camera_status "
-                    "device=/dev/video0   |   camera-service client --token T watch")
+        "device=/dev/video0   |   camera-service client --token T watch",
+    )
     parser.add_argument("--url", default="ws://127.0.0.1:8002/ws", help="service URL")
     parser.add_argument("--token", help="JWT or API key (authenticates first)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="wss:// without certificate verification (self-signed test setups)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss:// without certificate verification (self-signed test setups)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     parser.add_argument("method", help="method name, or `watch`")
     parser.add_argument("params", nargs="*", type=parse_param, metavar="key=value")
@@ -69,7 +74,7 @@ def run_client(args: argparse.Namespace) -> int:
         error = {"code": exc.code, "message": exc.message, "data": exc.data}
         print(orjson.dumps({"error": error}).decode(), file=sys.stderr)
         return 1
-    except (ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, ConnectionClosed, OSError) as exc:
         print(f"camera-service client: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

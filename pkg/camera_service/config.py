@@ -133,7 +133,7 @@ class _OptionalStr(_Rule):
     """A string that may be unset; "" also means unset because TOML has no null."""
 
     def __init__(self, what: str) -> None:
-        self.expected = f"{what} (or \"\" for unset)"
+        self.expected = f'{what} (or "" for unset)'
 
     def check(self, value: Any) -> str | None:
         if value is None or value == "":

@@ -24,7 +24,7 @@ def process_cpu_seconds() -> tuple[float, float]:
     with open("/proc/self/stat", "rb") as f:
         data = f.read()
     # Fields after the parenthesised command name, which may itself contain spaces.
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
@@ -81,7 +81,8 @@ def request_metrics(services: Any) -> dict[str, Any]:
         "active_connections": len(services.server.table),
         "total_requests": requests,
         "average_response_time": round(latency.total / latency.count * 1000, 4)
-        if latency.count else 0.0,
+        if latency.count
+        else 0.0,
         "p50_response_time": round(histogram_quantile(latency.bounds, counts, 0.5) * 1000, 4),
         "p99_response_time": round(histogram_quantile(latency.bounds, counts, 0.99) * 1000, 4),
         "error_rate": round(errors / requests, 6) if requests else 0.0,
@@ -107,12 +108,24 @@ def prometheus_text(services: Any) -> bytes:
 
     dispatcher = services.dispatcher
     server = services.server
-    metric("camera_service_connections", "gauge", "Open WebSocket connections.",
-           [("", len(server.table))])
-    metric("camera_service_connections_accepted_total", "counter",
-           "WebSocket connections accepted since start.", [("", server.table.total_connections)])
-    metric("camera_service_connections_refused_total", "counter",
-           "Upgrades refused with 503 because of the connection limit.", [("", server.refused)])
+    metric(
+        "camera_service_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        [("", len(server.table))],
+    )
+    metric(
+        "camera_service_connections_accepted_total",
+        "counter",
+        "WebSocket connections accepted since start.",
+        [("", server.table.total_connections)],
+    )
+    metric(
+        "camera_service_connections_refused_total",
+        "counter",
+        "Upgrades refused with 503 because of the connection limit.",
+        [("", server.refused)],
+    )
 
     samples = []
     known = 0
@@ -123,11 +136,18 @@ def prometheus_text(services: Any) -> bytes:
         samples.append((f'{{method="{method}",outcome="error"}}', entry.errors))
     # Requests that never reached a method: bad envelopes and unknown method names.
     samples.append(('{method="",outcome="error"}', dispatcher.total_requests - known))
-    metric("camera_service_requests_total", "counter",
-           "JSON-RPC requests by method and outcome.", samples)
-    metric("camera_service_errors_total", "counter", "JSON-RPC error responses by code.",
-           [(f'{{code="{code}"}}', count)
-            for code, count in sorted(dispatcher.error_counts.items())])
+    metric(
+        "camera_service_requests_total",
+        "counter",
+        "JSON-RPC requests by method and outcome.",
+        samples,
+    )
+    metric(
+        "camera_service_errors_total",
+        "counter",
+        "JSON-RPC error responses by code.",
+        [(f'{{code="{code}"}}', count) for code, count in sorted(dispatcher.error_counts.items())],
+    )
 
     latency = services.latency
     cumulative = 0
@@ -149,17 +169,37 @@ def prometheus_text(services: Any) -> bytes:
     if services.monitor is not None:
         for camera in services.monitor.snapshot():
             by_status[camera.status] = by_status.get(camera.status, 0) + 1
-    metric("camera_service_cameras", "gauge", "Cameras by status.",
-           [(f'{{status="{status}"}}', count) for status, count in by_status.items()])
+    metric(
+        "camera_service_cameras",
+        "gauge",
+        "Cameras by status.",
+        [(f'{{status="{status}"}}', count) for status, count in by_status.items()],
+    )
 
     user, system = process_cpu_seconds()
-    metric("process_resident_memory_bytes", "gauge", "Resident memory of the process.",
-           [("", process_rss_bytes())])
-    metric("process_cpu_seconds_total", "counter", "User and system CPU time of the process.",
-           [("", round(user + system, 2))])
-    metric("camera_service_process_cpu_seconds_total", "counter", "CPU time by mode.",
-           [('{mode="user"}', user), ('{mode="system"}', system)])
+    metric(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the process.",
+        [("", process_rss_bytes())],
+    )
+    metric(
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time of the process.",
+        [("", round(user + system, 2))],
+    )
+    metric(
+        "camera_service_process_cpu_seconds_total",
+        "counter",
+        "CPU time by mode.",
+        [('{mode="user"}', user), ('{mode="system"}', system)],
+    )
     metric("process_open_fds", "gauge", "Open file descriptors.", [("", open_fd_count())])
-    metric("camera_service_uptime_seconds", "gauge", "Seconds since the service started.",
-           [("", round(services.uptime(), 3))])
+    metric(
+        "camera_service_uptime_seconds",
+        "gauge",
+        "Seconds since the service started.",
+        [("", round(services.uptime(), 3))],
+    )
     return ("\n".join(lines) + "\n").encode()

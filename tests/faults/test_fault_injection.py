@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_JWT_SECRET, fd_count, mint_token, ws_url
+
 from camera_service.app import Application
 from camera_service.client import RpcClient
 from camera_service.config import load_config
 from camera_service.testing import fakecams
-from conftest import TEST_JWT_SECRET, fd_count, mint_token, ws_url
 
 pytestmark = pytest.mark.fuse
 

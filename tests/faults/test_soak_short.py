@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from camera_service.testing.fakecams import fuse_unavailable_reason
 
 pytestmark = [pytest.mark.fuse, pytest.mark.slow]

@@ -8,6 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from camera_service.devices.inotify import (
     IN_CREATE,
     IN_DELETE,
@@ -15,13 +18,11 @@ from camera_service.devices.inotify import (
     InotifyWatcher,
     parse_events,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "fuzz"))
 
-from fuzz_support import INOTIFY_HEADER, inotify_record, run_harness
+from fuzz_support import INOTIFY_HEADER, inotify_record, run_harness  # noqa: E402
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

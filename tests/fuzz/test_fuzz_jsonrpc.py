@@ -19,15 +19,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from camera_service.server._listener import is_valid_utf8
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
+
+from camera_service.server._listener import is_valid_utf8
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "fuzz"))
 
-import fuzz_support
-from fuzz_support import FuzzService, Unjudgeable, check_reply, encode, run_harness
+import fuzz_support  # noqa: E402 - after the sys.path entry above
+from fuzz_support import FuzzService, Unjudgeable, check_reply, encode, run_harness  # noqa: E402
 
 SETTINGS = settings(
     max_examples=120,

@@ -23,8 +23,9 @@ KEYS_STATUS = KEYS_LIST_ENTRY + ["capabilities", "device_info", "metrics"]
 KEYS_CAPS = ["device", "formats", "resolutions", "fps_options", "validation_status"]
 
 
-def streams(n: int, host: str = "localhost", rtsp: int = 8554, webrtc: int = 8889,
-            hls: int = 8888) -> dict[str, str]:
+def streams(
+    n: int, host: str = "localhost", rtsp: int = 8554, webrtc: int = 8889, hls: int = 8888
+) -> dict[str, str]:
     return {
         "rtsp": f"rtsp://{host}:{rtsp}/camera{n}",
         "webrtc": f"http://{host}:{webrtc}/camera{n}/webrtc",
@@ -65,15 +66,27 @@ def expected_cameras(dev: str) -> dict[int, dict]:
     """number -> {entry, capabilities, device_info, caps_result}, written from the specs."""
     return {
         0: {
-            "entry": {"device": f"{dev}/video0", "status": "CONNECTED", "name": "Fake USB Camera",
-                      "resolution": "640x480", "fps": 30, "streams": streams(0)},
+            "entry": {
+                "device": f"{dev}/video0",
+                "status": "CONNECTED",
+                "name": "Fake USB Camera",
+                "resolution": "640x480",
+                "fps": 30,
+                "streams": streams(0),
+            },
             # YUYV then MJPG (driver order); sizes of both formats, largest first, no duplicates;
             # rates of the current size (640x480) in the current format (YUYV).
-            "capabilities": {"formats": ["YUYV", "MJPG"],
-                             "resolutions": ["1920x1080", "1280x720", "640x480", "320x240"],
-                             "frame_rates": [30, 15]},
-            "device_info": {"driver": "uvcvideo", "card": "Fake USB Camera",
-                            "bus_info": "usb-0000:00:14.0-1", "driver_version": "6.1.0"},
+            "capabilities": {
+                "formats": ["YUYV", "MJPG"],
+                "resolutions": ["1920x1080", "1280x720", "640x480", "320x240"],
+                "frame_rates": [30, 15],
+            },
+            "device_info": {
+                "driver": "uvcvideo",
+                "card": "Fake USB Camera",
+                "bus_info": "usb-0000:00:14.0-1",
+                "driver_version": "6.1.0",
+            },
             "fps_options": [30, 15, 10, 5],
             "validation_status": "confirmed",
         },
@@ -81,45 +94,96 @@ def expected_cameras(dev: str) -> dict[int, dict]:
             # No current format / no G_PARM: the largest size offered and its highest rate.
             # Stepwise 320..1920 x 240..1080 step 8: the maximum, then the standard sizes on the
             # grid. Interval range 1/30..1/5 s step 1/30: 30, 15, 10, 7.5, 5 (6 is no standard).
-            "entry": {"device": f"{dev}/video2", "status": "CONNECTED",
-                      "name": "Fake Stepwise Camera", "resolution": "1920x1080", "fps": 30,
-                      "streams": streams(2)},
-            "capabilities": {"formats": ["NV12"],
-                             "resolutions": ["1920x1080", "1280x960", "1280x720", "1024x768",
-                                             "800x600", "640x480", "640x360", "352x288",
-                                             "320x240"],
-                             "frame_rates": [30, 15, 10, 7.5, 5]},
-            "device_info": {"driver": "fakestep", "card": "Fake Stepwise Camera",
-                            "bus_info": "platform:fakestep.0", "driver_version": "6.6.12"},
+            "entry": {
+                "device": f"{dev}/video2",
+                "status": "CONNECTED",
+                "name": "Fake Stepwise Camera",
+                "resolution": "1920x1080",
+                "fps": 30,
+                "streams": streams(2),
+            },
+            "capabilities": {
+                "formats": ["NV12"],
+                "resolutions": [
+                    "1920x1080",
+                    "1280x960",
+                    "1280x720",
+                    "1024x768",
+                    "800x600",
+                    "640x480",
+                    "640x360",
+                    "352x288",
+                    "320x240",
+                ],
+                "frame_rates": [30, 15, 10, 7.5, 5],
+            },
+            "device_info": {
+                "driver": "fakestep",
+                "card": "Fake Stepwise Camera",
+                "bus_info": "platform:fakestep.0",
+                "driver_version": "6.6.12",
+            },
             "fps_options": [30, 15, 10, 7.5, 5],
             "validation_status": "confirmed",
         },
         3: {
             # timeperframe 2/15 s: 7.5 fps, a float.
-            "entry": {"device": f"{dev}/video3", "status": "CONNECTED", "name": "Fake Slow Camera",
-                      "resolution": "1280x960", "fps": 7.5, "streams": streams(3)},
-            "capabilities": {"formats": ["YUYV"], "resolutions": ["1280x960", "640x480"],
-                             "frame_rates": [15, 7.5]},
-            "device_info": {"driver": "uvcvideo", "card": "Fake Slow Camera",
-                            "bus_info": "usb-0000:00:14.0-3", "driver_version": "6.1.0"},
+            "entry": {
+                "device": f"{dev}/video3",
+                "status": "CONNECTED",
+                "name": "Fake Slow Camera",
+                "resolution": "1280x960",
+                "fps": 7.5,
+                "streams": streams(3),
+            },
+            "capabilities": {
+                "formats": ["YUYV"],
+                "resolutions": ["1280x960", "640x480"],
+                "frame_rates": [15, 7.5],
+            },
+            "device_info": {
+                "driver": "uvcvideo",
+                "card": "Fake Slow Camera",
+                "bus_info": "usb-0000:00:14.0-3",
+                "driver_version": "6.1.0",
+            },
             "fps_options": [15, 7.5],
             "validation_status": "confirmed",
         },
         4: {
             # Multi-planar, no G_PARM: the highest rate of NV12 at 1920x1080.
-            "entry": {"device": f"{dev}/video4", "status": "CONNECTED", "name": "Fake ISP Camera",
-                      "resolution": "1920x1080", "fps": 60, "streams": streams(4)},
-            "capabilities": {"formats": ["NV12", "YU12"], "resolutions": ["1920x1080", "1280x720"],
-                             "frame_rates": [60, 30]},
-            "device_info": {"driver": "fakeisp", "card": "Fake ISP Camera",
-                            "bus_info": "platform:fakeisp.0", "driver_version": "6.1.55"},
+            "entry": {
+                "device": f"{dev}/video4",
+                "status": "CONNECTED",
+                "name": "Fake ISP Camera",
+                "resolution": "1920x1080",
+                "fps": 60,
+                "streams": streams(4),
+            },
+            "capabilities": {
+                "formats": ["NV12", "YU12"],
+                "resolutions": ["1920x1080", "1280x720"],
+                "frame_rates": [60, 30],
+            },
+            "device_info": {
+                "driver": "fakeisp",
+                "card": "Fake ISP Camera",
+                "bus_info": "platform:fakeisp.0",
+                "driver_version": "6.1.55",
+            },
             "fps_options": [60, 30],
             "validation_status": "confirmed",
         },
         5: {
             # QUERYCAP answers EIO: listed, ERROR, nothing known but the number.
-            "entry": {"device": f"{dev}/video5", "status": "ERROR", "name": "Camera 5",
-                      "resolution": "", "fps": 0, "streams": streams(5)},
+            "entry": {
+                "device": f"{dev}/video5",
+                "status": "ERROR",
+                "name": "Camera 5",
+                "resolution": "",
+                "fps": 0,
+                "streams": streams(5),
+            },
             "capabilities": {"formats": [], "resolutions": [], "frame_rates": []},
             "device_info": {"driver": "", "card": "", "bus_info": "", "driver_version": ""},
             "fps_options": [],
@@ -127,12 +191,21 @@ def expected_cameras(dev: str) -> dict[int, dict]:
         },
         6: {
             # An old driver without DEVICE_CAPS: `capabilities` describes the node.
-            "entry": {"device": f"{dev}/video6", "status": "CONNECTED",
-                      "name": "Fake Legacy Camera", "resolution": "752x480", "fps": 60,
-                      "streams": streams(6)},
+            "entry": {
+                "device": f"{dev}/video6",
+                "status": "CONNECTED",
+                "name": "Fake Legacy Camera",
+                "resolution": "752x480",
+                "fps": 60,
+                "streams": streams(6),
+            },
             "capabilities": {"formats": ["GREY"], "resolutions": ["752x480"], "frame_rates": [60]},
-            "device_info": {"driver": "fakelegacy", "card": "Fake Legacy Camera",
-                            "bus_info": "pci:0000:00:05.0", "driver_version": "4.19.200"},
+            "device_info": {
+                "driver": "fakelegacy",
+                "card": "Fake Legacy Camera",
+                "bus_info": "pci:0000:00:05.0",
+                "driver_version": "4.19.200",
+            },
             "fps_options": [60],
             "validation_status": "confirmed",
         },
@@ -140,14 +213,17 @@ def expected_cameras(dev: str) -> dict[int, dict]:
 
 
 def expected_status(cam: dict) -> dict:
-    return {**cam["entry"], "capabilities": cam["capabilities"],
-            "device_info": cam["device_info"]}
+    return {**cam["entry"], "capabilities": cam["capabilities"], "device_info": cam["device_info"]}
 
 
 def expected_caps(cam: dict) -> dict:
-    return {"device": cam["entry"]["device"], "formats": cam["capabilities"]["formats"],
-            "resolutions": cam["capabilities"]["resolutions"], "fps_options": cam["fps_options"],
-            "validation_status": cam["validation_status"]}
+    return {
+        "device": cam["entry"]["device"],
+        "formats": cam["capabilities"]["formats"],
+        "resolutions": cam["capabilities"]["resolutions"],
+        "fps_options": cam["fps_options"],
+        "validation_status": cam["validation_status"],
+    }
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -214,17 +290,26 @@ async def test_camera_list_every_spec(all_specs_app, fake_cameras, clients):
     client = await clients(all_specs_app)
     expected = expected_cameras(fake_cameras.dev_dir)
     result = await client.call("get_camera_list")
-    assert_exact(result, {
-        # The metadata node (video1) is no camera; the EIO node is listed as ERROR.
-        "cameras": [expected[n]["entry"] for n in (0, 2, 3, 4, 5, 6)],
-        "total": 6,
-        "connected": 5,
-    })
+    assert_exact(
+        result,
+        {
+            # The metadata node (video1) is no camera; the EIO node is listed as ERROR.
+            "cameras": [expected[n]["entry"] for n in (0, 2, 3, 4, 5, 6)],
+            "total": 6,
+            "connected": 5,
+        },
+    )
     # Whole rates are JSON integers, 7.5 stays a float, on the wire.
     raw = await RawClient.open(ws_url(all_specs_app))
     try:
-        await raw.request({"jsonrpc": "2.0", "method": "authenticate", "id": 0,
-                           "params": {"auth_token": mint_token("viewer")}})
+        await raw.request(
+            {
+                "jsonrpc": "2.0",
+                "method": "authenticate",
+                "id": 0,
+                "params": {"auth_token": mint_token("viewer")},
+            }
+        )
         raw.send(b'{"jsonrpc":"2.0","method":"get_camera_list","id":1}')
         data = await raw.recv()
     finally:
@@ -235,8 +320,9 @@ async def test_camera_list_every_spec(all_specs_app, fake_cameras, clients):
 
 
 @pytest.mark.parametrize("number", [0, 2, 3, 4, 5, 6])
-async def test_camera_status_and_capabilities_per_spec(all_specs_app, fake_cameras, clients,
-                                                       number):
+async def test_camera_status_and_capabilities_per_spec(
+    all_specs_app, fake_cameras, clients, number
+):
     client = await clients(all_specs_app)
     cam = expected_cameras(fake_cameras.dev_dir)[number]
     device = f"{fake_cameras.dev_dir}/video{number}"
@@ -261,19 +347,26 @@ async def test_metadata_node_alone_is_not_a_camera(start_app, fake_cameras, clie
     for device in (f"{fake_cameras.dev_dir}/video1", "camera1"):
         for method in ("get_camera_status", "get_camera_capabilities"):
             err = await call_error(client, method, {"device": device})
-            assert (err.code, err.message, err.data["device"]) == (-1000, "Camera not found",
-                                                                   device)
+            assert (err.code, err.message, err.data["device"]) == (
+                -1000,
+                "Camera not found",
+                device,
+            )
 
 
 async def test_card_name_fallback(start_app, fake_cameras, clients):
     fake_cameras.add("video3", fakecams.uvc_camera(card=""))
     app = await start_on_fuse(start_app, fake_cameras)
     client = await clients(app)
-    expected = {**expected_cameras(fake_cameras.dev_dir)[0]["entry"],
-                "device": f"{fake_cameras.dev_dir}/video3", "name": "Camera 3",
-                "streams": streams(3)}
-    assert_exact(await client.call("get_camera_list"),
-                 {"cameras": [expected], "total": 1, "connected": 1})
+    expected = {
+        **expected_cameras(fake_cameras.dev_dir)[0]["entry"],
+        "device": f"{fake_cameras.dev_dir}/video3",
+        "name": "Camera 3",
+        "streams": streams(3),
+    }
+    assert_exact(
+        await client.call("get_camera_list"), {"cameras": [expected], "total": 1, "connected": 1}
+    )
     status = await client.call("get_camera_status", {"device": "camera3"})
     assert (status["name"], status["device_info"]["card"]) == ("Camera 3", "")
 
@@ -296,12 +389,12 @@ async def test_unknown_devices(all_specs_app, fake_cameras, clients, method):
     client = await clients(all_specs_app)
     dev = fake_cameras.dev_dir
     unknown = [
-        f"{dev}/video9",        # never seen
-        f"{dev}/video1",        # a metadata node, not a camera
+        f"{dev}/video9",  # never seen
+        f"{dev}/video1",  # a metadata node, not a camera
         "camera9",
-        "/dev/video0",          # not under the configured device directory
+        "/dev/video0",  # not under the configured device directory
         "video0",
-        "camera00",             # not the stream name of video0
+        "camera00",  # not the stream name of video0
         "camera",
         "",
         f"{dev}/video0/",
@@ -317,8 +410,11 @@ async def test_unknown_devices(all_specs_app, fake_cameras, clients, method):
 async def test_superscript_digit_stream_name_is_not_found(all_specs_app, clients, method):
     client = await clients(all_specs_app)
     err = await call_error(client, method, {"device": "camera\u00b2"})
-    assert (err.code, err.message, err.data["device"]) == (-1000, "Camera not found",
-                                                           "camera\u00b2")
+    assert (err.code, err.message, err.data["device"]) == (
+        -1000,
+        "Camera not found",
+        "camera\u00b2",
+    )
 
 
 @pytest.mark.parametrize("device", ["camera\u0660", "camera\u0662"], ids=["ar0", "ar2"])
@@ -329,8 +425,9 @@ async def test_non_ascii_digit_stream_name_is_not_found(all_specs_app, clients, 
 
 
 @pytest.mark.parametrize("method", ["get_camera_status", "get_camera_capabilities"])
-@pytest.mark.parametrize("params", [{}, {"device": None}, {"dev": "camera0"}],
-                         ids=["missing", "null", "misspelled"])
+@pytest.mark.parametrize(
+    "params", [{}, {"device": None}, {"dev": "camera0"}], ids=["missing", "null", "misspelled"]
+)
 async def test_missing_device_is_invalid_params(all_specs_app, clients, method, params):
     client = await clients(all_specs_app)
     err = await call_error(client, method, params)
@@ -339,8 +436,11 @@ async def test_missing_device_is_invalid_params(all_specs_app, clients, method, 
 
 
 @pytest.mark.parametrize("method", ["get_camera_status", "get_camera_capabilities"])
-@pytest.mark.parametrize("device", [0, 5, ["camera0"], {"device": "camera0"}, True, 1.5],
-                         ids=["int0", "int5", "list", "object", "bool", "float"])
+@pytest.mark.parametrize(
+    "device",
+    [0, 5, ["camera0"], {"device": "camera0"}, True, 1.5],
+    ids=["int0", "int5", "list", "object", "bool", "float"],
+)
 async def test_non_string_device_is_invalid_params(all_specs_app, clients, method, device):
     client = await clients(all_specs_app)
     err = await call_error(client, method, {"device": device})
@@ -363,8 +463,9 @@ async def test_extra_params_are_ignored(all_specs_app, fake_cameras, clients):
     assert listed["total"] == 6
 
 
-@pytest.mark.parametrize("method", ["get_camera_list", "get_camera_status",
-                                    "get_camera_capabilities"])
+@pytest.mark.parametrize(
+    "method", ["get_camera_list", "get_camera_status", "get_camera_capabilities"]
+)
 async def test_camera_methods_need_a_session(all_specs_app, clients, method):
     client = await clients(all_specs_app, role=None)
     err = await call_error(client, method, {"device": "camera0"})
@@ -383,8 +484,10 @@ async def test_list_json_is_cached_until_a_change(start_app, fake_cameras, clien
 
     first = api.get_camera_list(None, {})
     assert api.get_camera_list(None, {}) is first
-    assert_exact(orjson.loads(first.json), {
-        "cameras": [expected_cameras(dev)[0]["entry"]], "total": 1, "connected": 1})
+    assert_exact(
+        orjson.loads(first.json),
+        {"cameras": [expected_cameras(dev)[0]["entry"]], "total": 1, "connected": 1},
+    )
     # Served over the socket and to other calls, it stays the same object.
     await client.call("get_camera_list")
     await client.call("get_camera_status", {"device": "camera0"})
@@ -395,8 +498,11 @@ async def test_list_json_is_cached_until_a_change(start_app, fake_cameras, clien
     second = api.get_camera_list(None, {})
     assert second is not first
     assert api.get_camera_list(None, {}) is second
-    expected = {"cameras": [expected_cameras(dev)[0]["entry"], expected_cameras(dev)[3]["entry"]],
-                "total": 2, "connected": 2}
+    expected = {
+        "cameras": [expected_cameras(dev)[0]["entry"], expected_cameras(dev)[3]["entry"]],
+        "total": 2,
+        "connected": 2,
+    }
     assert_exact(orjson.loads(second.json), expected)
     assert_exact(await client.call("get_camera_list"), expected)
 
@@ -423,20 +529,34 @@ async def test_hotplugged_cameras_match_startup_ones(start_app, fake_cameras, cl
     # Six cameras (the metadata node gives no event).
     await plugged(app, plug_all, count=6)
     expected = expected_cameras(fake_cameras.dev_dir)
-    assert_exact(await client.call("get_camera_list"), {
-        "cameras": [expected[n]["entry"] for n in (0, 2, 3, 4, 5, 6)], "total": 6, "connected": 5})
+    assert_exact(
+        await client.call("get_camera_list"),
+        {"cameras": [expected[n]["entry"] for n in (0, 2, 3, 4, 5, 6)], "total": 6, "connected": 5},
+    )
     for n in (0, 2, 3, 4, 5, 6):
         status = await client.call("get_camera_status", {"device": f"camera{n}"})
         status.pop("metrics")
         assert_exact(status, expected_status(expected[n]))
-        assert_exact(await client.call("get_camera_capabilities", {"device": f"camera{n}"}),
-                     expected_caps(expected[n]))
+        assert_exact(
+            await client.call("get_camera_capabilities", {"device": f"camera{n}"}),
+            expected_caps(expected[n]),
+        )
 
 
 async def test_stream_urls_follow_media_config(start_app, fake_cameras, clients):
     fake_cameras.add("video3", fakecams.fractional_camera())
-    app = await start_on_fuse(start_app, fake_cameras, {"media": {
-        "host": "cams.example", "rtsp_port": 1554, "webrtc_port": 1889, "hls_port": 1888}})
+    app = await start_on_fuse(
+        start_app,
+        fake_cameras,
+        {
+            "media": {
+                "host": "cams.example",
+                "rtsp_port": 1554,
+                "webrtc_port": 1889,
+                "hls_port": 1888,
+            }
+        },
+    )
     client = await clients(app)
     urls = streams(3, "cams.example", 1554, 1889, 1888)
     listed = await client.call("get_camera_list")

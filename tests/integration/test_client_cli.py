@@ -26,8 +26,15 @@ async def test_call_prints_the_result(app, capsys):
 
 
 async def test_error_response_exits_1_with_the_error(app, capsys):
-    args = ["client", "--url", ws_url(app), "--token", mint_token("viewer"),
-            "get_camera_status", "device=/dev/video77"]
+    args = [
+        "client",
+        "--url",
+        ws_url(app),
+        "--token",
+        mint_token("viewer"),
+        "get_camera_status",
+        "device=/dev/video77",
+    ]
     assert await asyncio.to_thread(main, args) == 1
     error = orjson.loads(capsys.readouterr().err)["error"]
     assert (error["code"], error["message"]) == (-1000, "Camera not found")

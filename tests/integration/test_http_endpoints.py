@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -62,8 +62,7 @@ async def clients():
         return client
 
     yield open_client
-    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened),
-                         return_exceptions=True)
+    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened), return_exceptions=True)
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -96,7 +95,7 @@ async def test_health(start_app):
     assert ISO_Z.fullmatch(doc["timestamp"]), doc["timestamp"]
     stamp = datetime.strptime(doc["timestamp"].rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S")
     # UTC, not local time with a Z stamped on it (PROTOCOL 9.13).
-    delta = stamp.replace(tzinfo=timezone.utc).timestamp() - time.time()
+    delta = stamp.replace(tzinfo=UTC).timestamp() - time.time()
     assert -3 < delta < 2
 
 
@@ -162,7 +161,8 @@ async def test_ready_flips_after_the_first_scan(start_app, fake_cameras):
     elapsed = time.monotonic() - started
     not_ready = [a for a in answers if a[0] != 200]
     assert not_ready and set(map(orjson.dumps, not_ready)) == {
-        orjson.dumps((503, {"status": "not_ready"}))}
+        orjson.dumps((503, {"status": "not_ready"}))
+    }
     assert answers[-1] == (200, {"status": "ready"})
     # Ready when the slow probe answered (1.5 s), not before and not at the probe timeout.
     assert 1.4 <= elapsed < 2.9
@@ -189,82 +189,108 @@ async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
     app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir}})
     await app.services.monitor.wait_ready(10)
 
-    admin = await clients(app, "admin")                        # authenticate ok
-    viewer = await clients(app, "viewer")                      # authenticate ok
+    admin = await clients(app, "admin")  # authenticate ok
+    viewer = await clients(app, "viewer")  # authenticate ok
     anonymous = await clients(app, None)
     for _ in range(3):
-        await viewer.call("ping")                              # ping ok x3
-    await viewer.call("get_camera_list")                       # get_camera_list ok
-    await viewer.call("get_camera_list")                       # get_camera_list ok
+        await viewer.call("ping")  # ping ok x3
+    await viewer.call("get_camera_list")  # get_camera_list ok
+    await viewer.call("get_camera_list")  # get_camera_list ok
     await viewer.call("get_camera_status", {"device": "camera0"})  # ok
     for params in ({"device": "camera9"}, {}):
-        with pytest.raises(RpcCallError):                      # get_camera_status error x2
+        with pytest.raises(RpcCallError):  # get_camera_status error x2
             await viewer.call("get_camera_status", params)
     with pytest.raises(RpcCallError):
-        await viewer.call("get_metrics")                       # get_metrics error (-32003)
+        await viewer.call("get_metrics")  # get_metrics error (-32003)
     with pytest.raises(RpcCallError):
-        await viewer.call("no_such_method")                    # method "" error (-32601)
+        await viewer.call("no_such_method")  # method "" error (-32601)
     with pytest.raises(RpcCallError):
-        await anonymous.call("get_camera_list")                # get_camera_list error (-32001)
+        await anonymous.call("get_camera_list")  # get_camera_list error (-32001)
     await admin.batch([("ping", None), ("get_status", None)])  # ping ok, get_status ok
     with pytest.raises(RpcCallError):
-        await anonymous.authenticate("not-a-token")            # authenticate error (-32001)
+        await anonymous.authenticate("not-a-token")  # authenticate error (-32001)
 
     text, got = await scrape(app)
     rpc = await admin.call("get_metrics")
 
     def requests(method: str, outcome: str) -> float:
-        return got[("camera_service_requests_total",
-                    (("method", method), ("outcome", outcome)))]
+        return got[("camera_service_requests_total", (("method", method), ("outcome", outcome)))]
 
     expected_requests = {
-        ("authenticate", "ok"): 2, ("authenticate", "error"): 1,
-        ("ping", "ok"): 4, ("ping", "error"): 0,
-        ("get_camera_list", "ok"): 2, ("get_camera_list", "error"): 1,
-        ("get_camera_status", "ok"): 1, ("get_camera_status", "error"): 2,
-        ("get_camera_capabilities", "ok"): 0, ("get_camera_capabilities", "error"): 0,
-        ("get_metrics", "ok"): 0, ("get_metrics", "error"): 1,
-        ("get_status", "ok"): 1, ("get_status", "error"): 0,
-        ("get_server_info", "ok"): 0, ("get_server_info", "error"): 0,
+        ("authenticate", "ok"): 2,
+        ("authenticate", "error"): 1,
+        ("ping", "ok"): 4,
+        ("ping", "error"): 0,
+        ("get_camera_list", "ok"): 2,
+        ("get_camera_list", "error"): 1,
+        ("get_camera_status", "ok"): 1,
+        ("get_camera_status", "error"): 2,
+        ("get_camera_capabilities", "ok"): 0,
+        ("get_camera_capabilities", "error"): 0,
+        ("get_metrics", "ok"): 0,
+        ("get_metrics", "error"): 1,
+        ("get_status", "ok"): 1,
+        ("get_status", "error"): 0,
+        ("get_server_info", "ok"): 0,
+        ("get_server_info", "error"): 0,
         ("", "error"): 1,
     }
     assert {key: requests(*key) for key in expected_requests} == expected_requests
-    all_requests = {labels: value for (name, labels), value in got.items()
-                    if name == "camera_service_requests_total"}
+    all_requests = {
+        labels: value
+        for (name, labels), value in got.items()
+        if name == "camera_service_requests_total"
+    }
     assert len(all_requests) == len(expected_requests)
     total = sum(all_requests.values())
     assert total == 16
     # get_metrics counts itself; the scrape before it is no request.
     assert rpc["total_requests"] == total + 1
 
-    errors = {labels: value for (name, labels), value in got.items()
-              if name == "camera_service_errors_total"}
-    assert errors == {(("code", "-1000"),): 1, (("code", "-32602"),): 1,
-                      (("code", "-32003"),): 1, (("code", "-32601"),): 1,
-                      (("code", "-32001"),): 2}
+    errors = {
+        labels: value
+        for (name, labels), value in got.items()
+        if name == "camera_service_errors_total"
+    }
+    assert errors == {
+        (("code", "-1000"),): 1,
+        (("code", "-32602"),): 1,
+        (("code", "-32003"),): 1,
+        (("code", "-32601"),): 1,
+        (("code", "-32001"),): 2,
+    }
     assert rpc["error_rate"] == round(6 / 17, 6)
 
     assert got[("camera_service_connections", ())] == 3 == rpc["active_connections"]
     assert got[("camera_service_connections_accepted_total", ())] == 3
     assert got[("camera_service_connections_refused_total", ())] == 0
-    cameras = {labels: value for (name, labels), value in got.items()
-               if name == "camera_service_cameras"}
-    assert cameras == {(("status", "CONNECTED"),): 2, (("status", "ERROR"),): 1,
-                       (("status", "DISCONNECTED"),): 0}
+    cameras = {
+        labels: value for (name, labels), value in got.items() if name == "camera_service_cameras"
+    }
+    assert cameras == {
+        (("status", "CONNECTED"),): 2,
+        (("status", "ERROR"),): 1,
+        (("status", "DISCONNECTED"),): 0,
+    }
 
     # One latency observation per response frame written (the batch is one frame): 15.
     hist = "camera_service_response_time_seconds"
     assert got[(f"{hist}_count", ())] == 15
     assert got[(f"{hist}_bucket", (("le", "+Inf"),))] == 15
-    buckets = sorted((float(dict(labels)["le"]), value) for (name, labels), value in got.items()
-                     if name == f"{hist}_bucket")
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in got.items()
+        if name == f"{hist}_bucket"
+    )
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert 0 < got[(f"{hist}_sum", ())] < 15
-    assert rpc["average_response_time"] == pytest.approx(got[(f"{hist}_sum", ())] / 15 * 1000,
-                                                         abs=1e-3)
+    assert rpc["average_response_time"] == pytest.approx(
+        got[(f"{hist}_sum", ())] / 15 * 1000, abs=1e-3
+    )
 
     assert got[("process_resident_memory_bytes", ())] == pytest.approx(
-        rpc["memory_usage"] * 1024 * 1024, rel=0.2)
+        rpc["memory_usage"] * 1024 * 1024, rel=0.2
+    )
     assert got[("process_cpu_seconds_total", ())] > 0
     assert got[("process_open_fds", ())] > 0
     assert 0 < got[("camera_service_uptime_seconds", ())] <= rpc["uptime"]
@@ -295,10 +321,12 @@ async def test_metrics_follow_connections(start_app, clients):
 async def test_endpoints_reveal_nothing_sensitive(start_app, fake_cameras, clients):
     fake_cameras.add("video0", fakecams.uvc_camera(card="Secret Lab Cam"))
     fake_cameras.add("video1", fakecams.querycap_eio_camera())
-    app = await start_app({
-        "camera": {"device_dir": fake_cameras.dev_dir},
-        "media": {"host": "media.internal.example", "rtsp_port": 17554},
-    })
+    app = await start_app(
+        {
+            "camera": {"device_dir": fake_cameras.dev_dir},
+            "media": {"host": "media.internal.example", "rtsp_port": 17554},
+        }
+    )
     await app.services.monitor.wait_ready(10)
     token = mint_token("admin", user="operator-jane")
     admin = await clients(app, token=token)
@@ -308,10 +336,22 @@ async def test_endpoints_reveal_nothing_sensitive(start_app, fake_cameras, clien
         await admin.call("get_camera_status", {"device": "camera-secret-probe"})
     config = app.config
     secrets = [
-        "Secret Lab Cam", "Fake Broken Camera", "uvcvideo", "usb-0000:00:14.0-1",
-        token, token.split(".")[2], "operator-jane", TEST_JWT_SECRET,
-        fake_cameras.dev_dir, fake_cameras.root, config.security.state_dir,
-        "media.internal.example", "17554", "camera-secret-probe", "/video0", "camera0",
+        "Secret Lab Cam",
+        "Fake Broken Camera",
+        "uvcvideo",
+        "usb-0000:00:14.0-1",
+        token,
+        token.split(".")[2],
+        "operator-jane",
+        TEST_JWT_SECRET,
+        fake_cameras.dev_dir,
+        fake_cameras.root,
+        config.security.state_dir,
+        "media.internal.example",
+        "17554",
+        "camera-secret-probe",
+        "/video0",
+        "camera0",
     ]
     for path in ("/health", "/health/ready", "/metrics"):
         status, headers, body = await http_get(app.port, path)

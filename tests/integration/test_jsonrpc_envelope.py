@@ -26,18 +26,26 @@ class Reason:
         self.words = words
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, str) and bool(other.strip())
-                and all(w.lower() in other.lower() for w in self.words))
+        return (
+            isinstance(other, str)
+            and bool(other.strip())
+            and all(w.lower() in other.lower() for w in self.words)
+        )
 
     def __repr__(self) -> str:
         return f"Reason{self.words!r}"
 
 
 def err(code: int, id: Any, *words: str, message: str | None = None) -> dict:
-    return {"jsonrpc": "2.0",
-            "error": {"code": code, "message": message or MESSAGES[code],
-                      "data": {"reason": Reason(*words)}},
-            "id": id}
+    return {
+        "jsonrpc": "2.0",
+        "error": {
+            "code": code,
+            "message": message or MESSAGES[code],
+            "data": {"reason": Reason(*words)},
+        },
+        "id": id,
+    }
 
 
 def ok(result: Any, id: Any) -> dict:
@@ -79,8 +87,11 @@ SINGLE_CASES: list[tuple[str, bytes, Any]] = [
     # Not valid JSON
     ("truncated", b'{"jsonrpc":"2.0","method":"ping","id":1', err(-32700, None)),
     ("garbage", b"not json", err(-32700, None)),
-    ("spec-parse-error", b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
-     err(-32700, None)),
+    (
+        "spec-parse-error",
+        b'{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
+        err(-32700, None),
+    ),
     ("empty-message", b"", err(-32700, None)),
     ("whitespace", b"  \n", err(-32700, None)),
     ("nan", b'{"jsonrpc":"2.0","method":"ping","id":NaN}', err(-32700, None)),
@@ -99,13 +110,13 @@ SINGLE_CASES: list[tuple[str, bytes, Any]] = [
     ("empty-batch", b"[]", err(-32600, None)),
     ("empty-batch-spaces", b" [ ] ", err(-32600, None)),
     # Spec: rpc call with invalid Request object
-    ("spec-method-number", b'{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
-     err(-32600, None)),
+    ("spec-method-number", b'{"jsonrpc": "2.0", "method": 1, "params": "bar"}', err(-32600, None)),
 ]
 
 
-@pytest.mark.parametrize("payload,expected", [c[1:] for c in SINGLE_CASES],
-                         ids=[c[0] for c in SINGLE_CASES])
+@pytest.mark.parametrize(
+    "payload,expected", [c[1:] for c in SINGLE_CASES], ids=[c[0] for c in SINGLE_CASES]
+)
 async def test_raw_payload(raw_connect, payload, expected):
     client = await raw_connect(role="viewer")
     client.send(payload)
@@ -122,33 +133,55 @@ SPELLING_CASES: list[tuple[str, bytes, Any]] = [
     ("compact", b'{"jsonrpc":"2.0","method":"ping","id":1}', ok("pong", 1)),
     ("id-first", b'{"id":1,"method":"ping","jsonrpc":"2.0"}', ok("pong", 1)),
     ("method-first", b'{"method":"ping","jsonrpc":"2.0","id":"m"}', ok("pong", "m")),
-    ("all-whitespace", b' \t\r\n{ "jsonrpc" :\t"2.0" ,\n"method"\r: "ping" , "id" : 1 }\n ',
-     ok("pong", 1)),
+    (
+        "all-whitespace",
+        b' \t\r\n{ "jsonrpc" :\t"2.0" ,\n"method"\r: "ping" , "id" : 1 }\n ',
+        ok("pong", 1),
+    ),
     ("escaped-method", b'{"jsonrpc":"2.0","method":"p\\u0069ng","id":1}', ok("pong", 1)),
-    ("escaped-method-upper", b'{"jsonrpc":"2.0","method":"\\u0050ing","id":1}',
-     err(-32601, 1)),
+    ("escaped-method-upper", b'{"jsonrpc":"2.0","method":"\\u0050ing","id":1}', err(-32601, 1)),
     ("escaped-key", b'{"j\\u0073onrpc":"2.0","method":"ping","id":1}', ok("pong", 1)),
     ("escaped-version", b'{"jsonrpc":"2\\u002e0","method":"ping","id":1}', ok("pong", 1)),
     ("escaped-id", b'{"jsonrpc":"2.0","method":"ping","id":"\\u0041"}', ok("pong", "A")),
     ("dup-id-last-wins", b'{"jsonrpc":"2.0","method":"ping","id":1,"id":2}', ok("pong", 2)),
-    ("dup-method-last-wins", b'{"jsonrpc":"2.0","method":"nope","method":"ping","id":1}',
-     ok("pong", 1)),
-    ("dup-method-last-wins-2", b'{"jsonrpc":"2.0","method":"ping","method":"nope","id":1}',
-     err(-32601, 1)),
-    ("dup-version-last-wins", b'{"jsonrpc":"2.0","method":"ping","jsonrpc":"1.0","id":1}',
-     err(-32600, 1, "jsonrpc")),
-    ("version-spaces-inside", b'{"jsonrpc":" 2.0","method":"ping","id":1}',
-     err(-32600, 1, "jsonrpc")),
+    (
+        "dup-method-last-wins",
+        b'{"jsonrpc":"2.0","method":"nope","method":"ping","id":1}',
+        ok("pong", 1),
+    ),
+    (
+        "dup-method-last-wins-2",
+        b'{"jsonrpc":"2.0","method":"ping","method":"nope","id":1}',
+        err(-32601, 1),
+    ),
+    (
+        "dup-version-last-wins",
+        b'{"jsonrpc":"2.0","method":"ping","jsonrpc":"1.0","id":1}',
+        err(-32600, 1, "jsonrpc"),
+    ),
+    (
+        "version-spaces-inside",
+        b'{"jsonrpc":" 2.0","method":"ping","id":1}',
+        err(-32600, 1, "jsonrpc"),
+    ),
     ("version-prefix", b'{"jsonrpc":"2.0.1","method":"ping","id":1}', err(-32600, 1, "jsonrpc")),
     ("version-unquoted", b'{"jsonrpc":2.0,"method":"ping","id":1}', err(-32600, 1, "jsonrpc")),
-    ("extra-member", b'{"jsonrpc":"2.0","method":"ping","id":1,"x":[1,{"y":null}]}',
-     ok("pong", 1)),
-    ("id-18-digits", b'{"jsonrpc":"2.0","method":"ping","id":123456789012345678}',
-     ok("pong", 123456789012345678)),
-    ("id-19-digits", b'{"jsonrpc":"2.0","method":"ping","id":1234567890123456789}',
-     ok("pong", 1234567890123456789)),
-    ("id-negative-18", b'{"jsonrpc":"2.0","method":"ping","id":-999999999999999999}',
-     ok("pong", -999999999999999999)),
+    ("extra-member", b'{"jsonrpc":"2.0","method":"ping","id":1,"x":[1,{"y":null}]}', ok("pong", 1)),
+    (
+        "id-18-digits",
+        b'{"jsonrpc":"2.0","method":"ping","id":123456789012345678}',
+        ok("pong", 123456789012345678),
+    ),
+    (
+        "id-19-digits",
+        b'{"jsonrpc":"2.0","method":"ping","id":1234567890123456789}',
+        ok("pong", 1234567890123456789),
+    ),
+    (
+        "id-negative-18",
+        b'{"jsonrpc":"2.0","method":"ping","id":-999999999999999999}',
+        ok("pong", -999999999999999999),
+    ),
     ("id-minus-zero", b'{"jsonrpc":"2.0","method":"ping","id":-0}', ok("pong", 0)),
     ("id-exponent", b'{"jsonrpc":"2.0","method":"ping","id":1E2}', ok("pong", 100.0)),
     ("id-1.0", b'{"jsonrpc":"2.0","method":"ping","id":1.0}', ok("pong", 1.0)),
@@ -161,8 +194,11 @@ SPELLING_CASES: list[tuple[str, bytes, Any]] = [
     ("id-true", b'{"jsonrpc":"2.0","method":"ping","id":true}', err(-32600, None, "id")),
     ("id-raw-control-char", b'{"jsonrpc":"2.0","method":"ping","id":"a\tb"}', err(-32700, None)),
     ("id-unterminated", b'{"jsonrpc":"2.0","method":"ping","id":"abc}', err(-32700, None)),
-    ("id-unicode-raw", '{"jsonrpc":"2.0","method":"ping","id":" é😀"}'.encode(),
-     ok("pong", " é😀")),
+    (
+        "id-unicode-raw",
+        '{"jsonrpc":"2.0","method":"ping","id":" é😀"}'.encode(),
+        ok("pong", " é😀"),
+    ),
     ("trailing-garbage", b'{"jsonrpc":"2.0","method":"ping","id":1} x', err(-32700, None)),
     ("trailing-brace", b'{"jsonrpc":"2.0","method":"ping","id":1}}', err(-32700, None)),
     ("missing-colon", b'{"jsonrpc":"2.0","method" "ping","id":1}', err(-32700, None)),
@@ -174,18 +210,25 @@ SPELLING_CASES: list[tuple[str, bytes, Any]] = [
     ("empty-method", b'{"jsonrpc":"2.0","method":"","id":1}', err(-32600, 1, "method")),
     ("method-null", b'{"jsonrpc":"2.0","method":null,"id":1}', err(-32600, 1, "method")),
     ("empty-object", b"{}", err(-32600, None)),
-    ("params-null", b'{"jsonrpc":"2.0","method":"ping","params":null,"id":1}',
-     err(-32600, 1, "params")),
-    ("authenticate-no-params", b'{"jsonrpc":"2.0","method":"authenticate","id":1}',
-     err(-32602, 1, "auth_token")),
+    (
+        "params-null",
+        b'{"jsonrpc":"2.0","method":"ping","params":null,"id":1}',
+        err(-32600, 1, "params"),
+    ),
+    (
+        "authenticate-no-params",
+        b'{"jsonrpc":"2.0","method":"authenticate","id":1}',
+        err(-32602, 1, "auth_token"),
+    ),
     ("unknown-simple", b'{"jsonrpc":"2.0","method":"pingx","id":1}', err(-32601, 1)),
     ("prefix-of-method", b'{"jsonrpc":"2.0","method":"pin","id":1}', err(-32601, 1)),
     ("unicode-method", '{"jsonrpc":"2.0","method":"pïng","id":1}'.encode(), err(-32601, 1)),
 ]
 
 
-@pytest.mark.parametrize("payload,expected", [c[1:] for c in SPELLING_CASES],
-                         ids=[c[0] for c in SPELLING_CASES])
+@pytest.mark.parametrize(
+    "payload,expected", [c[1:] for c in SPELLING_CASES], ids=[c[0] for c in SPELLING_CASES]
+)
 async def test_spelling(raw_connect, payload, expected):
     client = await raw_connect(role="viewer")
     client.send(payload)
@@ -242,12 +285,21 @@ OBJECT_CASES: list[tuple[str, dict, Any]] = [
     ("ping-array", r("ping", 30, []), err(-32602, 30)),
     ("authenticate-array", r("authenticate", 31, [mint_token("viewer")]), err(-32602, 31)),
     ("authenticate-no-token", r("authenticate", 32, {}), err(-32602, 32, "auth_token")),
-    ("authenticate-token-number", r("authenticate", 33, {"auth_token": 5}),
-     err(-32602, 33, "auth_token")),
-    ("authenticate-token-alias-number", r("authenticate", 34, {"token": []}),
-     err(-32602, 34, "token")),
-    ("authenticate-bad-auth-type", r("authenticate", 35, {"auth_token": "x", "auth_type": "pw"}),
-     err(-32602, 35, "auth_type")),
+    (
+        "authenticate-token-number",
+        r("authenticate", 33, {"auth_token": 5}),
+        err(-32602, 33, "auth_token"),
+    ),
+    (
+        "authenticate-token-alias-number",
+        r("authenticate", 34, {"token": []}),
+        err(-32602, 34, "token"),
+    ),
+    (
+        "authenticate-bad-auth-type",
+        r("authenticate", 35, {"auth_token": "x", "auth_type": "pw"}),
+        err(-32602, 35, "auth_type"),
+    ),
     # unknown extra params are ignored
     ("ping-extra-params", r("ping", 40, {"foo": 1, "bar": [1, 2]}), ok("pong", 40)),
     ("ping-empty-params", r("ping", 41, {}), ok("pong", 41)),
@@ -263,8 +315,9 @@ OBJECT_CASES: list[tuple[str, dict, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("doc,expected", [c[1:] for c in OBJECT_CASES],
-                         ids=[c[0] for c in OBJECT_CASES])
+@pytest.mark.parametrize(
+    "doc,expected", [c[1:] for c in OBJECT_CASES], ids=[c[0] for c in OBJECT_CASES]
+)
 async def test_request_object(raw_connect, doc, expected):
     client = await raw_connect(role="viewer")
     assert await client.request(doc) == expected
@@ -283,8 +336,7 @@ async def test_every_row_on_one_connection(raw_connect):
 
 async def test_unauthenticated_protected_call(raw_connect):
     client = await raw_connect()
-    assert await client.request(r("ping", 1)) == err(
-        -32001, 1, message="Authentication required")
+    assert await client.request(r("ping", 1)) == err(-32001, 1, message="Authentication required")
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,41 +348,62 @@ BATCH_CASES: list[tuple[str, bytes, list[dict]]] = [
     ("one-invalid", b"[1]", [err(-32600, None)]),
     ("nested-empty", b"[[]]", [err(-32600, None)]),
     ("strings-and-null", b'["a", null, {}]', [err(-32600, None)] * 3),
-    ("spec-invalid-member", b'[{"jsonrpc": "2.0", "method": 1, "params": "bar"}]',
-     [err(-32600, None)]),
-    ("spec-rpc-call-batch", orjson.dumps([
-        r("ping", "1"),
-        r("ping", params={"notified": True}),            # notification
-        r("ping", "2", {"extra": 42}),
-        {"foo": "boo"},
-        r("foo.get", "5", {"name": "myself"}),
-        r("authenticate", "9", [1, 2]),
-        r("Ping", None),
-        {"jsonrpc": "2.0", "method": "ping", "id": {"x": 1}},
-    ]), [
-        ok("pong", "1"),
-        ok("pong", "2"),
-        err(-32600, None),
-        err(-32601, "5"),
-        err(-32602, "9"),
-        err(-32601, None),
-        err(-32600, None, "id"),
-    ]),
-    ("ids-in-batch", b"[" + b",".join([
-        b'{"jsonrpc":"2.0","method":"ping","id":18446744073709551616}',
-        b'{"jsonrpc":"2.0","method":"ping","id":-9223372036854775809}',
-        b'{"jsonrpc":"2.0","method":"ping","id":0}',
-        b'{"jsonrpc":"2.0","method":"ping","id":""}',
-        b'{"jsonrpc":"2.0","method":"ping","id":1.5}',
-    ]) + b"]", [
-        ok("pong", 2**64), ok("pong", -(2**63) - 1), ok("pong", 0), ok("pong", ""),
-        ok("pong", 1.5),
-    ]),
+    (
+        "spec-invalid-member",
+        b'[{"jsonrpc": "2.0", "method": 1, "params": "bar"}]',
+        [err(-32600, None)],
+    ),
+    (
+        "spec-rpc-call-batch",
+        orjson.dumps(
+            [
+                r("ping", "1"),
+                r("ping", params={"notified": True}),  # notification
+                r("ping", "2", {"extra": 42}),
+                {"foo": "boo"},
+                r("foo.get", "5", {"name": "myself"}),
+                r("authenticate", "9", [1, 2]),
+                r("Ping", None),
+                {"jsonrpc": "2.0", "method": "ping", "id": {"x": 1}},
+            ]
+        ),
+        [
+            ok("pong", "1"),
+            ok("pong", "2"),
+            err(-32600, None),
+            err(-32601, "5"),
+            err(-32602, "9"),
+            err(-32601, None),
+            err(-32600, None, "id"),
+        ],
+    ),
+    (
+        "ids-in-batch",
+        b"["
+        + b",".join(
+            [
+                b'{"jsonrpc":"2.0","method":"ping","id":18446744073709551616}',
+                b'{"jsonrpc":"2.0","method":"ping","id":-9223372036854775809}',
+                b'{"jsonrpc":"2.0","method":"ping","id":0}',
+                b'{"jsonrpc":"2.0","method":"ping","id":""}',
+                b'{"jsonrpc":"2.0","method":"ping","id":1.5}',
+            ]
+        )
+        + b"]",
+        [
+            ok("pong", 2**64),
+            ok("pong", -(2**63) - 1),
+            ok("pong", 0),
+            ok("pong", ""),
+            ok("pong", 1.5),
+        ],
+    ),
 ]
 
 
-@pytest.mark.parametrize("payload,expected", [c[1:] for c in BATCH_CASES],
-                         ids=[c[0] for c in BATCH_CASES])
+@pytest.mark.parametrize(
+    "payload,expected", [c[1:] for c in BATCH_CASES], ids=[c[0] for c in BATCH_CASES]
+)
 async def test_batch(raw_connect, payload, expected):
     client = await raw_connect(role="viewer")
     client.send(payload)
@@ -341,36 +414,43 @@ async def test_batch(raw_connect, payload, expected):
 
 async def test_batch_ids_keep_their_types(raw_connect):
     client = await raw_connect(role="viewer")
-    client.send(b'[{"jsonrpc":"2.0","method":"ping","id":1},'
-                b'{"jsonrpc":"2.0","method":"ping","id":"1"},'
-                b'{"jsonrpc":"2.0","method":"ping","id":1.0}]')
+    client.send(
+        b'[{"jsonrpc":"2.0","method":"ping","id":1},'
+        b'{"jsonrpc":"2.0","method":"ping","id":"1"},'
+        b'{"jsonrpc":"2.0","method":"ping","id":1.0}]'
+    )
     got = json.loads(await client.recv())
     assert Counter((type(item["id"]).__name__, item["id"]) for item in got) == Counter(
-        [("int", 1), ("str", "1"), ("float", 1.0)])
+        [("int", 1), ("str", "1"), ("float", 1.0)]
+    )
 
 
 async def test_all_notification_batch_gets_no_reply(raw_connect):
     client = await raw_connect(role="viewer")
-    client.send(orjson.dumps([
-        r("ping"),
-        r("ping", params={}),
-        r("no_such_method"),          # error in a notification: still silent
-        r("ping", params=[1]),         # -32602 in a notification: still silent
-        r("authenticate", params={}),  # -32602 in a notification: still silent
-    ]))
+    client.send(
+        orjson.dumps(
+            [
+                r("ping"),
+                r("ping", params={}),
+                r("no_such_method"),  # error in a notification: still silent
+                r("ping", params=[1]),  # -32602 in a notification: still silent
+                r("authenticate", params={}),  # -32602 in a notification: still silent
+            ]
+        )
+    )
     await client.expect_silence(0.3)
     assert await client.request(r("ping", "alive")) == ok("pong", "alive")
 
 
 async def test_notifications_are_never_answered(raw_connect):
     anonymous = await raw_connect()
-    for doc in (r("nope"), r("Ping"), r("ping"), r("ping", params={"x": 1}),
-                r("ping", params=[])):
+    for doc in (r("nope"), r("Ping"), r("ping"), r("ping", params={"x": 1}), r("ping", params=[])):
         anonymous.send(orjson.dumps(doc))
     await anonymous.expect_silence(0.3)
     # The protected notifications did not authenticate anybody, and the connection works.
     assert await anonymous.request(r("ping", 1)) == err(
-        -32001, 1, message="Authentication required")
+        -32001, 1, message="Authentication required"
+    )
 
 
 async def test_notification_authenticate_does_run(raw_connect):
@@ -388,9 +468,11 @@ async def test_max_batch(start_app, raw_connect):
     five = [r("ping", i) for i in range(5)]
     got = await client.request(five)
     assert_batch(got, [ok("pong", i) for i in range(5)])
-    for six in ([r("ping", i) for i in range(6)],
-                [r("ping") for _ in range(6)],       # even all notifications
-                [1] * 6):
+    for six in (
+        [r("ping", i) for i in range(6)],
+        [r("ping") for _ in range(6)],  # even all notifications
+        [1] * 6,
+    ):
         got = await client.request(six)
         assert got == err(-32600, None, "5"), got
     await client.expect_silence(0.05)
@@ -423,14 +505,15 @@ ID_CASES: list[tuple[str, bytes]] = [
 ]
 
 
-@pytest.mark.parametrize("method,expect_error", [("ping", False), ("no_such", True)],
-                         ids=["result", "error"])
+@pytest.mark.parametrize(
+    "method,expect_error", [("ping", False), ("no_such", True)], ids=["result", "error"]
+)
 @pytest.mark.parametrize("raw_id", [c[1] for c in ID_CASES], ids=[c[0] for c in ID_CASES])
 async def test_id_echoed_exactly(raw_connect, raw_id, method, expect_error):
     client = await raw_connect(role="viewer")
     client.send(b'{"jsonrpc":"2.0","method":"' + method.encode() + b'","id":' + raw_id + b"}")
     raw = await client.recv()
-    got = json.loads(raw)           # the standard library: exact big ints, lone surrogates
+    got = json.loads(raw)  # the standard library: exact big ints, lone surrogates
     expected_id = json.loads(raw_id)
     assert got["id"] == expected_id
     assert type(got["id"]) is type(expected_id)

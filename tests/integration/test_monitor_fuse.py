@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import pytest
+
 from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR
 from camera_service.cameras.monitor import CameraEvent, CameraMonitor
 from camera_service.devices import v4l2
@@ -771,6 +772,9 @@ async def test_rescan_reconciles_changed_nodes(tmp_path, plain_monitor):
     probe.answers["video2"] = lambda p: _fake_info(p, width=1280)  # same device, new format
     monitor._handle_events([InotifyEvent(-1, IN_Q_OVERFLOW, 0, "")])
     events = await take(stream, 3)
+    # The three probes run in parallel: cameras may report in any order, but each camera's
+    # own events keep theirs (the sort is stable).
+    events.sort(key=lambda ev: ev.camera.number)
     assert _brief(events) == [
         ("DISCONNECTED", "video0", DISCONNECTED),
         ("DISCONNECTED", "video1", DISCONNECTED),

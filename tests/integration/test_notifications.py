@@ -21,8 +21,9 @@ PARAM_KEYS = ["device", "status", "name", "resolution", "fps", "streams"]
 QUIET = 0.3
 
 
-def streams(n: int, host: str = "localhost", rtsp: int = 8554, webrtc: int = 8889,
-            hls: int = 8888) -> dict[str, str]:
+def streams(
+    n: int, host: str = "localhost", rtsp: int = 8554, webrtc: int = 8889, hls: int = 8888
+) -> dict[str, str]:
     return {
         "rtsp": f"rtsp://{host}:{rtsp}/camera{n}",
         "webrtc": f"http://{host}:{webrtc}/camera{n}/webrtc",
@@ -31,9 +32,14 @@ def streams(n: int, host: str = "localhost", rtsp: int = 8554, webrtc: int = 888
 
 
 def uvc_params(dev: str, n: int, status: str = "CONNECTED", **stream_kw) -> dict:
-    return {"device": f"{dev}/video{n}", "status": status, "name": "Fake USB Camera",
-            "resolution": "640x480", "fps": 30,
-            "streams": {} if status == "DISCONNECTED" else streams(n, **stream_kw)}
+    return {
+        "device": f"{dev}/video{n}",
+        "status": status,
+        "name": "Fake USB Camera",
+        "resolution": "640x480",
+        "fps": 30,
+        "streams": {} if status == "DISCONNECTED" else streams(n, **stream_kw),
+    }
 
 
 def note(params: dict) -> dict:
@@ -62,8 +68,7 @@ async def clients():
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     yield open_clients
-    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened),
-                         return_exceptions=True)
+    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened), return_exceptions=True)
 
 
 async def start_on_fuse(start_app, fake_cameras, extra=None):
@@ -87,8 +92,11 @@ async def assert_quiet(*clients: RpcClient, seconds: float = QUIET) -> None:
 async def test_plug_and_unplug_reach_every_authenticated_client(start_app, fake_cameras, clients):
     app = await start_on_fuse(start_app, fake_cameras)
     dev = fake_cameras.dev_dir
-    authed = (await clients(app, 20, "viewer") + await clients(app, 20, "operator")
-              + await clients(app, 10, "admin"))
+    authed = (
+        await clients(app, 20, "viewer")
+        + await clients(app, 20, "operator")
+        + await clients(app, 10, "admin")
+    )
     anonymous = await clients(app, 5, role=None)
     assert len(app.services.server.table) == 55
 
@@ -151,7 +159,10 @@ async def test_cameras_present_at_startup_are_not_announced(start_app, fake_came
     await app.services.monitor.wait_ready(10)
     listed = await listeners[0].call("get_camera_list")
     assert [(c["device"], c["status"]) for c in listed["cameras"]] == [
-        (f"{dev}/video0", "CONNECTED"), (f"{dev}/video1", "CONNECTED"), (f"{dev}/video2", "ERROR")]
+        (f"{dev}/video0", "CONNECTED"),
+        (f"{dev}/video1", "CONNECTED"),
+        (f"{dev}/video2", "ERROR"),
+    ]
     await assert_quiet(*listeners)
 
     # Silence was not deafness: a camera plugged now is announced.
@@ -163,8 +174,9 @@ async def test_cameras_present_at_startup_are_not_announced(start_app, fake_came
 # ---- one notification per change ------------------------------------------------------------
 
 
-async def test_each_physical_change_gives_exactly_one_notification(start_app, fake_cameras,
-                                                                   clients):
+async def test_each_physical_change_gives_exactly_one_notification(
+    start_app, fake_cameras, clients
+):
     app = await start_on_fuse(start_app, fake_cameras)
     dev = fake_cameras.dev_dir
     listeners = await clients(app, 3)
@@ -201,8 +213,14 @@ async def test_burst_in_one_batch_is_announced_once(start_app, fake_cameras, cli
     other = fakecams.fractional_camera()
     fake_cameras.remove("video0")
     fake_cameras.add("video0", other)
-    expected_new = {"device": f"{dev}/video0", "status": "CONNECTED", "name": "Fake Slow Camera",
-                    "resolution": "1280x960", "fps": 7.5, "streams": streams(0)}
+    expected_new = {
+        "device": f"{dev}/video0",
+        "status": "CONNECTED",
+        "name": "Fake Slow Camera",
+        "resolution": "1280x960",
+        "fps": 7.5,
+        "streams": streams(0),
+    }
     for client in listeners:
         first, second = await next_notes(client, 2)
         assert_note(first, uvc_params(dev, 0, "DISCONNECTED"))
@@ -227,8 +245,10 @@ async def test_rapid_changes_never_duplicate_and_end_consistent(start_app, fake_
     changes += 1
     # Probes take milliseconds: after a second everything the server will say has been said.
     await asyncio.sleep(1.0)
-    seen = [[m["params"]["status"] for m in await next_notes(c, c.pending_notifications(), 1)]
-            for c in listeners]
+    seen = [
+        [m["params"]["status"] for m in await next_notes(c, c.pending_notifications(), 1)]
+        for c in listeners
+    ]
     await assert_quiet(*listeners)
     assert seen[0] == seen[1] == seen[2]
     assert 1 <= len(seen[0]) <= changes
@@ -248,8 +268,14 @@ async def test_error_status_and_recovery_are_announced(start_app, fake_cameras, 
     app = await start_on_fuse(start_app, fake_cameras)
     dev = fake_cameras.dev_dir
     listeners = await clients(app, 2)
-    broken = {"device": f"{dev}/video4", "status": "ERROR", "name": "Camera 4", "resolution": "",
-              "fps": 0, "streams": streams(4)}
+    broken = {
+        "device": f"{dev}/video4",
+        "status": "ERROR",
+        "name": "Camera 4",
+        "resolution": "",
+        "fps": 0,
+        "streams": streams(4),
+    }
     fake_cameras.add("video4", fakecams.querycap_eio_camera())
     for client in listeners:
         assert_note(await client.next_notification(10), broken)
@@ -259,16 +285,23 @@ async def test_error_status_and_recovery_are_announced(start_app, fake_cameras, 
     fake_cameras.set_faults("video4", {})
     fake_cameras.chmod("video4", 0o666)
     # That spec offers no formats at all: the card name is known now, sizes and rates are not.
-    fixed = {"device": f"{dev}/video4", "status": "CONNECTED", "name": "Fake Broken Camera",
-             "resolution": "", "fps": 0, "streams": streams(4)}
+    fixed = {
+        "device": f"{dev}/video4",
+        "status": "CONNECTED",
+        "name": "Fake Broken Camera",
+        "resolution": "",
+        "fps": 0,
+        "streams": streams(4),
+    }
     for client in listeners:
         assert_note(await client.next_notification(10), fixed)
     await assert_quiet(*listeners)
 
     fake_cameras.remove("video4")
     for client in listeners:
-        assert_note(await client.next_notification(10), {**fixed, "status": "DISCONNECTED",
-                                                          "streams": {}})
+        assert_note(
+            await client.next_notification(10), {**fixed, "status": "DISCONNECTED", "streams": {}}
+        )
 
 
 async def test_unplugging_an_error_camera_is_announced(start_app, fake_cameras, clients):
@@ -278,9 +311,17 @@ async def test_unplugging_an_error_camera_is_announced(start_app, fake_cameras, 
     fake_cameras.add("video7", fakecams.querycap_eio_camera())
     assert (await client.next_notification(10))["params"]["status"] == "ERROR"
     fake_cameras.remove("video7")
-    assert_note(await client.next_notification(10), {
-        "device": f"{dev}/video7", "status": "DISCONNECTED", "name": "Camera 7",
-        "resolution": "", "fps": 0, "streams": {}})
+    assert_note(
+        await client.next_notification(10),
+        {
+            "device": f"{dev}/video7",
+            "status": "DISCONNECTED",
+            "name": "Camera 7",
+            "resolution": "",
+            "fps": 0,
+            "streams": {},
+        },
+    )
 
 
 # ---- ordering and URLs ---------------------------------------------------------------------
@@ -291,8 +332,14 @@ async def test_response_to_a_request_sent_before_a_plug_comes_first(start_app, f
     dev = fake_cameras.dev_dir
     raw = await RawClient.open(ws_url(app))
     try:
-        reply = await raw.request({"jsonrpc": "2.0", "method": "authenticate", "id": 0,
-                                   "params": {"auth_token": mint_token("viewer")}})
+        reply = await raw.request(
+            {
+                "jsonrpc": "2.0",
+                "method": "authenticate",
+                "id": 0,
+                "params": {"auth_token": mint_token("viewer")},
+            }
+        )
         assert reply["result"]["authenticated"] is True
         for n in range(3):
             raw.send(orjson.dumps({"jsonrpc": "2.0", "method": "get_camera_list", "id": n + 1}))
@@ -309,16 +356,19 @@ async def test_response_to_a_request_sent_before_a_plug_comes_first(start_app, f
 
 
 async def test_notification_urls_follow_media_config(start_app, fake_cameras, clients):
-    app = await start_on_fuse(start_app, fake_cameras,
-                              {"media": {"host": "cams.example", "rtsp_port": 1554}})
+    app = await start_on_fuse(
+        start_app, fake_cameras, {"media": {"host": "cams.example", "rtsp_port": 1554}}
+    )
     dev = fake_cameras.dev_dir
     [client] = await clients(app)
     fake_cameras.add("video2", fakecams.uvc_camera())
     message = await client.next_notification(10)
     expected_urls = streams(2, host="cams.example", rtsp=1554)
-    assert expected_urls == {"rtsp": "rtsp://cams.example:1554/camera2",
-                             "webrtc": "http://cams.example:8889/camera2/webrtc",
-                             "hls": "http://cams.example:8888/camera2"}
+    assert expected_urls == {
+        "rtsp": "rtsp://cams.example:1554/camera2",
+        "webrtc": "http://cams.example:8889/camera2/webrtc",
+        "hls": "http://cams.example:8888/camera2",
+    }
     assert_note(message, uvc_params(dev, 2, host="cams.example", rtsp=1554))
     listed = await client.call("get_camera_list")
     assert listed["cameras"][0]["streams"] == message["params"]["streams"] == expected_urls

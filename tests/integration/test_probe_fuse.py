@@ -8,6 +8,7 @@ import time
 from fractions import Fraction
 
 import pytest
+
 from camera_service.devices.errors import (
     DeviceBusy,
     DeviceGone,

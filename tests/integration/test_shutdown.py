@@ -12,8 +12,9 @@ import sys
 import time
 
 import pytest
-from camera_service.client import RpcClient
 from conftest import TEST_JWT_SECRET, RawClient, mint_token
+
+from camera_service.client import RpcClient
 
 SHUTDOWN_TIMEOUT = 1.5
 
@@ -52,7 +53,11 @@ async def service(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMERA_SERVICE_")}
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
         [sys.executable, "-m", "camera_service", "serve", "--config", str(config)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 15
         while True:

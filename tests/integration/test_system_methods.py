@@ -13,15 +13,38 @@ from camera_service import __version__
 from camera_service.client import RpcCallError, RpcClient
 from camera_service.testing import fakecams
 
-METRICS_KEYS = ["active_connections", "total_requests", "average_response_time",
-                "p50_response_time", "p99_response_time", "error_rate", "memory_usage",
-                "cpu_usage", "uptime"]
+METRICS_KEYS = [
+    "active_connections",
+    "total_requests",
+    "average_response_time",
+    "p50_response_time",
+    "p99_response_time",
+    "error_rate",
+    "memory_usage",
+    "cpu_usage",
+    "uptime",
+]
 STATUS_KEYS = ["status", "uptime", "version", "components"]
-INFO_KEYS = ["name", "version", "capabilities", "supported_formats", "max_cameras",
-             "max_connections"]
-CAPABILITIES = ["json-rpc-2.0", "batch-requests", "jwt-auth", "api-key-auth",
-                "role-based-access", "rate-limiting", "v4l2-discovery", "hotplug-notifications",
-                "health-endpoints", "prometheus-metrics"]
+INFO_KEYS = [
+    "name",
+    "version",
+    "capabilities",
+    "supported_formats",
+    "max_cameras",
+    "max_connections",
+]
+CAPABILITIES = [
+    "json-rpc-2.0",
+    "batch-requests",
+    "jwt-auth",
+    "api-key-auth",
+    "role-based-access",
+    "rate-limiting",
+    "v4l2-discovery",
+    "hotplug-notifications",
+    "health-endpoints",
+    "prometheus-metrics",
+]
 
 
 @pytest.fixture
@@ -36,8 +59,7 @@ async def clients():
         return client
 
     yield open_client
-    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened),
-                         return_exceptions=True)
+    await asyncio.gather(*(asyncio.wait_for(c.close(), 2) for c in opened), return_exceptions=True)
 
 
 async def call_error(client: RpcClient, method: str, params=None) -> RpcCallError:
@@ -115,19 +137,19 @@ async def test_requests_of_every_connection_are_counted(start_app, clients):
 
 async def test_error_rate_reflects_errors(start_app, clients):
     app = await start_app()
-    admin = await clients(app)                                 # 1 request
+    admin = await clients(app)  # 1 request
     for _ in range(3):
-        await admin.call("ping")                               # 3 requests
+        await admin.call("ping")  # 3 requests
     assert (await call_error(admin, "no_such_method")).code == -32601
     err = await call_error(admin, "get_camera_status", {"device": "camera7"})
     assert err.code == -1000
-    metrics = await admin.call("get_metrics")                  # 1 request
+    metrics = await admin.call("get_metrics")  # 1 request
     assert metrics["total_requests"] == 7
     assert metrics["error_rate"] == round(2 / 7, 6)
 
     anonymous = await clients(app, None)
     assert (await call_error(anonymous, "get_camera_list")).code == -32001
-    viewer = await clients(app, "viewer")                      # authenticate: 1 request
+    viewer = await clients(app, "viewer")  # authenticate: 1 request
     assert (await call_error(viewer, "get_metrics")).code == -32003
     metrics = await admin.call("get_metrics")
     assert metrics["total_requests"] == 11
@@ -162,9 +184,11 @@ async def test_status_healthy(start_app, clients):
     assert list(status) == STATUS_KEYS
     uptime = status.pop("uptime")
     assert is_number(uptime) and 0 < uptime < 60
-    assert status == {"status": "healthy", "version": __version__,
-                      "components": {"websocket_server": "running",
-                                     "camera_monitor": "running"}}
+    assert status == {
+        "status": "healthy",
+        "version": __version__,
+        "components": {"websocket_server": "running", "camera_monitor": "running"},
+    }
     assert list(status["components"]) == ["websocket_server", "camera_monitor"]
 
 
@@ -177,7 +201,9 @@ async def test_status_degraded_with_an_error_camera(start_app, fake_cameras, cli
     admin = await clients(app)
     status = await admin.call("get_status")
     assert (status["status"], status["components"]) == (
-        "degraded", {"websocket_server": "running", "camera_monitor": "running"})
+        "degraded",
+        {"websocket_server": "running", "camera_monitor": "running"},
+    )
 
     # Unplugging the broken camera makes it healthy again.
     async with app.services.monitor.events() as events:
@@ -193,7 +219,9 @@ async def test_status_unhealthy_when_the_monitor_stopped(start_app, clients):
     await app.services.monitor.stop()
     status = await admin.call("get_status")
     assert (status["status"], status["components"]) == (
-        "unhealthy", {"websocket_server": "running", "camera_monitor": "stopped"})
+        "unhealthy",
+        {"websocket_server": "running", "camera_monitor": "stopped"},
+    )
 
 
 # ---- get_server_info -----------------------------------------------------------------------
@@ -204,9 +232,14 @@ async def test_server_info_defaults(start_app, clients):
     admin = await clients(app)
     info = await admin.call("get_server_info")
     assert list(info) == INFO_KEYS
-    assert info == {"name": "Camera Service", "version": __version__,
-                    "capabilities": CAPABILITIES, "supported_formats": [],
-                    "max_cameras": 256, "max_connections": 1000}
+    assert info == {
+        "name": "Camera Service",
+        "version": __version__,
+        "capabilities": CAPABILITIES,
+        "supported_formats": [],
+        "max_cameras": 256,
+        "max_connections": 1000,
+    }
 
 
 @pytest.mark.fuse
@@ -215,17 +248,24 @@ async def test_server_info_reflects_config_and_cameras(start_app, fake_cameras, 
     fake_cameras.add("video1", fakecams.metadata_node())
     fake_cameras.add("video2", fakecams.mplane_camera())
     fake_cameras.add("video3", fakecams.fractional_camera())
-    app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir,
-                                      "device_range": [0, 1, 2, 3, 4]},
-                           "server": {"max_connections": 40}})
+    app = await start_app(
+        {
+            "camera": {"device_dir": fake_cameras.dev_dir, "device_range": [0, 1, 2, 3, 4]},
+            "server": {"max_connections": 40},
+        }
+    )
     await app.services.monitor.wait_ready(10)
     admin = await clients(app)
     info = await admin.call("get_server_info")
-    assert info == {"name": "Camera Service", "version": __version__,
-                    "capabilities": CAPABILITIES,
-                    # Every format of the cameras, first-seen order, no duplicates.
-                    "supported_formats": ["YUYV", "MJPG", "NV12", "YU12"],
-                    "max_cameras": 5, "max_connections": 40}
+    assert info == {
+        "name": "Camera Service",
+        "version": __version__,
+        "capabilities": CAPABILITIES,
+        # Every format of the cameras, first-seen order, no duplicates.
+        "supported_formats": ["YUYV", "MJPG", "NV12", "YU12"],
+        "max_cameras": 5,
+        "max_connections": 40,
+    }
 
 
 # ---- roles ---------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from camera_service.config import ConfigError
 from conftest import RawClient, RawListener, mint_token, ws_url
 from picows import WSCloseCode, WSError, WSMsgType, ws_connect
+
+from camera_service.config import ConfigError
 
 PING = b'{"jsonrpc":"2.0","method":"ping","id":1}'
 PONG = {"jsonrpc": "2.0", "result": "pong", "id": 1}
@@ -72,14 +73,18 @@ async def test_binary_frame_closes_1003(raw_connect, app):
     await client.expect_silence(0.05)
 
 
-@pytest.mark.parametrize("payload", [
-    b"\xff\xfe",
-    b"\xc0\xaf",                                          # overlong "/"
-    b"\xed\xa0\x80",                                      # surrogate U+D800
-    b"\xf4\x90\x80\x80",                                  # above U+10FFFF
-    b'{"jsonrpc":"2.0","method":"ping","id":"\xe6\x97"}',  # truncated inside valid JSON
-    b'{"jsonrpc":"2.0","method":"ping","id":1}\x80',
-], ids=["ff-fe", "overlong", "surrogate", "above-max", "truncated", "trailing-continuation"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\xfe",
+        b"\xc0\xaf",  # overlong "/"
+        b"\xed\xa0\x80",  # surrogate U+D800
+        b"\xf4\x90\x80\x80",  # above U+10FFFF
+        b'{"jsonrpc":"2.0","method":"ping","id":"\xe6\x97"}',  # truncated inside valid JSON
+        b'{"jsonrpc":"2.0","method":"ping","id":1}\x80',
+    ],
+    ids=["ff-fe", "overlong", "surrogate", "above-max", "truncated", "trailing-continuation"],
+)
 async def test_invalid_utf8_closes_1007(raw_connect, payload):
     client = await authed(raw_connect)
     client.send(payload)
@@ -131,7 +136,7 @@ def send_fragments(client: RawClient, parts: list[bytes], between=None) -> None:
 
 def split(data: bytes, n: int) -> list[bytes]:
     step = -(-len(data) // n)
-    return [data[i:i + step] for i in range(0, len(data), step)]
+    return [data[i : i + step] for i in range(0, len(data), step)]
 
 
 async def test_fragmented_message_over_the_limit_closes_1009(raw_connect, small_app):
@@ -150,14 +155,14 @@ async def test_many_small_fragments_over_the_limit_close_1009(raw_connect, small
     assert await client.wait_closed(3) == 1009
 
 
-
 def pong_for(data: bytes) -> dict:
     return {"jsonrpc": "2.0", "result": "pong", "id": orjson.loads(data)["id"]}
 
 
 @pytest.mark.parametrize("size,parts", [(1024, 3), (300, 2), (1000, 50), (42, 42)])
-async def test_fragmented_message_below_the_limit_is_reassembled(raw_connect, small_app,
-                                                                 size, parts):
+async def test_fragmented_message_below_the_limit_is_reassembled(
+    raw_connect, small_app, size, parts
+):
     client = await authed(raw_connect, small_app)
     data = padded_ping(size)
     pieces = split(data, parts)
@@ -171,8 +176,8 @@ async def test_fragmented_message_below_the_limit_is_reassembled(raw_connect, sm
 async def test_multibyte_character_split_across_fragments(raw_connect):
     client = await authed(raw_connect)
     data = '{"jsonrpc":"2.0","method":"ping","id":"😀é"}'.encode()
-    cut = data.index("😀".encode()) + 2   # inside the 4-byte sequence
-    send_fragments(client, [data[:cut], data[cut:cut + 3], data[cut + 3:]])
+    cut = data.index("😀".encode()) + 2  # inside the 4-byte sequence
+    send_fragments(client, [data[:cut], data[cut : cut + 3], data[cut + 3 :]])
     assert await client.recv_json() == {"jsonrpc": "2.0", "result": "pong", "id": "😀é"}
 
 
@@ -243,8 +248,9 @@ async def wait_for_table(app, size: int, timeout: float = 3.0) -> None:
 # HTTP on the same port
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/ws/x", "/WS", "/wss", "/health/nope",
-                                  "/ws%2F", "/metrics/"])
+@pytest.mark.parametrize(
+    "path", ["/", "/nope", "/ws/x", "/WS", "/wss", "/health/nope", "/ws%2F", "/metrics/"]
+)
 async def test_unknown_path_is_404(app, path):
     status, headers, body = await http_exchange(app.port, get(path, app.port))
     assert status == 404
@@ -257,8 +263,13 @@ async def test_unknown_path_upgrade_is_404(app):
     assert status == 404
 
 
-NON_GET = [("POST", "/ws"), ("PUT", "/"), ("DELETE", "/ws"), ("HEAD", "/health"),
-           ("OPTIONS", "/ws")]
+NON_GET = [
+    ("POST", "/ws"),
+    ("PUT", "/"),
+    ("DELETE", "/ws"),
+    ("HEAD", "/health"),
+    ("OPTIONS", "/ws"),
+]
 
 
 @pytest.mark.parametrize("method,path", NON_GET)
@@ -273,8 +284,14 @@ async def test_query_string_on_ws_path_is_accepted(app):
     transport, listener = await ws_connect(RawListener, ws_url(app) + "?x=1")
     client = RawClient(transport, listener)
     try:
-        reply = await client.request({"jsonrpc": "2.0", "method": "authenticate", "id": 1,
-                                      "params": {"auth_token": mint_token("viewer")}})
+        reply = await client.request(
+            {
+                "jsonrpc": "2.0",
+                "method": "authenticate",
+                "id": 1,
+                "params": {"auth_token": mint_token("viewer")},
+            }
+        )
         assert reply["result"]["authenticated"] is True
     finally:
         await client.close()
@@ -303,8 +320,7 @@ async def test_connection_limit_503_before_upgrade(start_app, connect):
     clients = [await connect("viewer", target=app) for _ in range(3)]
     assert len(app.services.server.table) == 3
 
-    status, headers, body = await http_exchange(app.port, UPGRADE.format(path="/ws",
-                                                                         port=app.port))
+    status, headers, body = await http_exchange(app.port, UPGRADE.format(path="/ws", port=app.port))
     assert status == 503
     assert "retry-after" in headers
     assert int(headers["retry-after"]) >= 0
@@ -327,8 +343,7 @@ async def test_connection_limit_503_before_upgrade(start_app, connect):
     assert await newcomer.call("ping") == "pong"
     for client in clients[1:]:
         assert await client.call("ping") == "pong"
-    status, headers, _ = await http_exchange(app.port, UPGRADE.format(path="/ws",
-                                                                      port=app.port))
+    status, headers, _ = await http_exchange(app.port, UPGRADE.format(path="/ws", port=app.port))
     assert status == 503 and "retry-after" in headers
 
 
@@ -344,10 +359,10 @@ async def test_http_is_answered_at_the_connection_limit(start_app, connect):
 # Slow reader
 
 
-async def test_slow_reader_is_closed_1008_and_others_do_not_wait(start_app, raw_connect,
-                                                                  connect):
-    app = await start_app({"server": {"max_send_buffer_bytes": 65536},
-                           "security": {"rate_limit_rpm": 0}})
+async def test_slow_reader_is_closed_1008_and_others_do_not_wait(start_app, raw_connect, connect):
+    app = await start_app(
+        {"server": {"max_send_buffer_bytes": 65536}, "security": {"rate_limit_rpm": 0}}
+    )
     table = app.services.server.table
     slow = await raw_connect(target=app, role="viewer")
     (slow_listener,) = tuple(table)  # the server side of `slow`
@@ -365,7 +380,7 @@ async def test_slow_reader_is_closed_1008_and_others_do_not_wait(start_app, raw_
 
     pinger_task = asyncio.create_task(pinger())
     slow.transport.underlying_transport.pause_reading()
-    big = b"[" + b",".join([b"1"] * 100) + b"]"   # 201 bytes in, ~12 KB of errors out
+    big = b"[" + b",".join([b"1"] * 100) + b"]"  # 201 bytes in, ~12 KB of errors out
     started = time.monotonic()
     try:
         while not slow_listener.closing:
@@ -414,11 +429,14 @@ async def test_ping_timeout_longer_than_interval(start_app, raw_connect):
         await start_app({"server": {"ping_interval": 0.5, "ping_timeout": 1.0}})
 
 
-@pytest.mark.parametrize("partial", [
-    b"",
-    b"GET /ws HTTP/1.1\r\n",
-    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",
-])
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"",
+        b"GET /ws HTTP/1.1\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n",
+    ],
+)
 async def test_handshake_timeout(start_app, partial):
     app = await start_app({"server": {"handshake_timeout": 0.5}})
     reader, writer = await asyncio.open_connection("127.0.0.1", app.port)

@@ -47,8 +47,9 @@ async def test_moved_key_file_is_watched_after_live_reload(tmp_path, test_overri
     new_keys = tmp_path / "moved" / "keys.json"
     config_file.write_text("")
     overrides = merge(test_overrides, {})
-    app = Application(load_config(config_file, env={}, overrides=overrides),
-                      config_path=str(config_file), env={})
+    app = Application(
+        load_config(config_file, env={}, overrides=overrides), config_path=str(config_file), env={}
+    )
     await app.start()
     client = None
     try:

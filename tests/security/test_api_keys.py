@@ -51,7 +51,7 @@ def test_created_key_verifies(path):
     store = ApiKeyStore(path)
     key, entry = store.create("operator", "ci bot", now=NOW)
     assert key.startswith(KEY_PREFIX) and len(key) >= 32 + len(KEY_PREFIX)
-    assert set(key[len(KEY_PREFIX):]) <= set(string.ascii_letters + string.digits + "-_")
+    assert set(key[len(KEY_PREFIX) :]) <= set(string.ascii_letters + string.digits + "-_")
     assert store.verify(key, now=NOW) == entry
     assert (entry.role, entry.name, entry.active) == ("operator", "ci bot", True)
     assert entry.created_at == "2027-01-15T08:00:00Z"
@@ -68,13 +68,19 @@ def test_file_mode_dir_mode_and_only_hashes_stored(path):
     raw = open(path).read()
     for key in keys:
         assert key not in raw
-        assert key[len(KEY_PREFIX):] not in raw
-        assert key[len(KEY_PREFIX):][:16] not in raw
+        assert key[len(KEY_PREFIX) :] not in raw
+        assert key[len(KEY_PREFIX) :][:16] not in raw
         assert hash_key(key) in raw
     doc = json.loads(raw)
     assert doc["version"] == 1
     assert list(doc["keys"][0]) == [
-        "key_id", "name", "role", "hash", "created_at", "expires_at", "active"
+        "key_id",
+        "name",
+        "role",
+        "hash",
+        "created_at",
+        "expires_at",
+        "active",
     ]
     # No temp files left next to it.
     assert os.listdir(os.path.dirname(path)) == ["api_keys.json"]
@@ -226,10 +232,14 @@ def good_entry(**over):
         ({"version": 1, "keys": [good_entry(key_id="a b")]}, "invalid key_id"),
         ({"version": 1, "keys": [good_entry(expires_at="tomorrow")]}, "ISO-8601"),
         ({"version": 1, "keys": [good_entry(created_at="2026-01-01T00:00:00")]}, "ISO-8601"),
-        ({"version": 1, "keys": [{k: v for k, v in good_entry().items() if k != "name"}]},
-         "missing 'name'"),
-        ({"version": 1, "keys": [good_entry(), good_entry(hash=hash_key("z" * 40))]},
-         "duplicate key_id"),
+        (
+            {"version": 1, "keys": [{k: v for k, v in good_entry().items() if k != "name"}]},
+            "missing 'name'",
+        ),
+        (
+            {"version": 1, "keys": [good_entry(), good_entry(hash=hash_key("z" * 40))]},
+            "duplicate key_id",
+        ),
         ({"version": 1, "keys": [good_entry(), good_entry(key_id="other")]}, "duplicate hash"),
     ],
 )
@@ -240,14 +250,24 @@ def test_corrupt_file_refused_at_start(path, doc, match):
 
 
 def test_hand_written_entry_accepted(path):
-    write_doc(path, {"version": 1, "keys": [
-        good_entry(expires_at="2099-01-01T00:00:00+00:00"),
-    ]})
+    write_doc(
+        path,
+        {
+            "version": 1,
+            "keys": [
+                good_entry(expires_at="2099-01-01T00:00:00+00:00"),
+            ],
+        },
+    )
     entry = ApiKeyStore(path).verify("k" * 40)
     assert entry.expires_ts == 4070908800.0
     assert entry.to_public() == {
-        "key_id": "abc123", "name": "n", "role": "viewer", "created_at": "2026-01-01T00:00:00Z",
-        "expires_at": "2099-01-01T00:00:00+00:00", "active": True,
+        "key_id": "abc123",
+        "name": "n",
+        "role": "viewer",
+        "created_at": "2026-01-01T00:00:00Z",
+        "expires_at": "2099-01-01T00:00:00+00:00",
+        "active": True,
     }
 
 

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -25,10 +25,20 @@ from camera_service.client import RpcCallError, RpcClient
 
 AUTH_FAILED = (-32001, "Authentication failed")
 AUTH_REQUIRED = (-32001, "Authentication required")
-PERMISSIONS = {"viewer": ["view"], "operator": ["view", "control"],
-               "admin": ["view", "control", "admin"]}
-RESULT_KEYS = {"authenticated", "role", "permissions", "user_id", "expires_at", "session_id",
-               "auth_method"}
+PERMISSIONS = {
+    "viewer": ["view"],
+    "operator": ["view", "control"],
+    "admin": ["view", "control", "admin"],
+}
+RESULT_KEYS = {
+    "authenticated",
+    "role",
+    "permissions",
+    "user_id",
+    "expires_at",
+    "session_id",
+    "auth_method",
+}
 OTHER_SECRET = "another-secret-" + "y" * 60
 
 
@@ -49,7 +59,7 @@ def hmac_sign(header: str, payload: str, key: str, digest=hashlib.sha256) -> str
 
 
 def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -66,15 +76,24 @@ def claims():
         now = int(time.time())
         out = {"user_id": user, "role": role, "iat": now, "exp": now + ttl, **extra}
         return {k: v for k, v in out.items() if v is not _DROP}
+
     return make
 
 
 @pytest.fixture
 def mint(secret, claims):
     """`mint(role, user, ttl, key=secret, **claims)`: an HS256 JWT; claim=_DROP removes it."""
-    def make(role: str = "viewer", user: str = "alice", ttl: float = 3600, *,
-             key: str | None = None, **extra: Any) -> str:
+
+    def make(
+        role: str = "viewer",
+        user: str = "alice",
+        ttl: float = 3600,
+        *,
+        key: str | None = None,
+        **extra: Any,
+    ) -> str:
         return jwt.encode(claims(role, user, ttl, **extra), key or secret, algorithm="HS256")
+
     return make
 
 
@@ -131,8 +150,9 @@ async def test_authenticate_jwt_result_exact(connect, mint, param, auth_type, ro
     if auth_type is not None:
         params["auth_type"] = auth_type
     result = await client.call("authenticate", params)
-    assert_session_result(result, role=role, user_id="carol", expires_at=utc(exp),
-                          auth_method="jwt")
+    assert_session_result(
+        result, role=role, user_id="carol", expires_at=utc(exp), auth_method="jwt"
+    )
     assert await client.call("ping") == "pong"
 
 
@@ -145,8 +165,12 @@ async def test_each_authenticate_gets_a_fresh_session_id(connect, mint):
 async def test_failed_reauthentication_keeps_previous_session(connect, mint):
     client = await connect()
     first = await client.authenticate(mint("admin", user="root"))
-    await expect_auth_failed(client, "authenticate",
-                             {"auth_token": mint("viewer", key=OTHER_SECRET)}, "invalid signature")
+    await expect_auth_failed(
+        client,
+        "authenticate",
+        {"auth_token": mint("viewer", key=OTHER_SECRET)},
+        "invalid signature",
+    )
     await expect_auth_failed(client, "authenticate", {"auth_token": "x" * 40}, "unknown API key")
     # Still the admin session it was.
     assert await client.call("ping") == "pong"
@@ -169,20 +193,24 @@ async def test_reauthentication_replaces_session_up_and_down(connect, mint):
     assert await client.call("ping") == "pong"
 
 
-@pytest.mark.parametrize("params, names", [
-    ({"auth_token": 12345}, "auth_token"),
-    ({"auth_token": ["a.b.c"]}, "auth_token"),
-    ({"auth_token": None}, "auth_token"),
-    ({"auth_token": {"t": 1}}, "auth_token"),
-    ({"auth_token": True}, "auth_token"),
-    ({"token": 7}, "token"),
-    ({}, "auth_token"),
-    ({"auth_type": "jwt"}, "auth_token"),
-])
+@pytest.mark.parametrize(
+    "params, names",
+    [
+        ({"auth_token": 12345}, "auth_token"),
+        ({"auth_token": ["a.b.c"]}, "auth_token"),
+        ({"auth_token": None}, "auth_token"),
+        ({"auth_token": {"t": 1}}, "auth_token"),
+        ({"auth_token": True}, "auth_token"),
+        ({"token": 7}, "token"),
+        ({}, "auth_token"),
+        ({"auth_type": "jwt"}, "auth_token"),
+    ],
+)
 async def test_authenticate_token_param_wrong_type(raw_connect, params, names):
     client = await raw_connect()
-    reply = await client.request({"jsonrpc": "2.0", "method": "authenticate", "id": 1,
-                                  "params": params})
+    reply = await client.request(
+        {"jsonrpc": "2.0", "method": "authenticate", "id": 1, "params": params}
+    )
     assert reply["id"] == 1 and "result" not in reply
     err = reply["error"]
     assert (err["code"], err["message"]) == (-32602, "Invalid parameters")
@@ -298,9 +326,12 @@ async def test_bad_jwt_rejected_over_the_wire(connect, secret, claims, case):
 
 async def test_bad_jwt_does_not_replace_admin_session(connect, secret, claims):
     client = await connect("admin")
-    await expect_auth_failed(client, "authenticate",
-                             {"auth_token": _forged("tampered_payload", secret, claims)},
-                             "invalid signature")
+    await expect_auth_failed(
+        client,
+        "authenticate",
+        {"auth_token": _forged("tampered_payload", secret, claims)},
+        "invalid signature",
+    )
     assert isinstance(await client.call("get_server_info"), dict)
 
 
@@ -367,12 +398,13 @@ async def test_per_request_admin_token_on_viewer_session_is_for_that_call_only(c
 
 async def test_invalid_per_request_token_on_authenticated_connection(connect, mint):
     client = await connect("admin")
-    await expect_auth_failed(client, "ping", {"auth_token": mint(key=OTHER_SECRET)},
-                             "invalid signature")
-    await expect_auth_failed(client, "get_metrics", {"auth_token": mint("admin", ttl=-5)},
-                             "token expired")
-    await expect_auth_failed(client, "ping", {"token": "not-a-key-" + "z" * 30},
-                             "unknown API key")
+    await expect_auth_failed(
+        client, "ping", {"auth_token": mint(key=OTHER_SECRET)}, "invalid signature"
+    )
+    await expect_auth_failed(
+        client, "get_metrics", {"auth_token": mint("admin", ttl=-5)}, "token expired"
+    )
+    await expect_auth_failed(client, "ping", {"token": "not-a-key-" + "z" * 30}, "unknown API key")
     # The session itself is untouched.
     assert isinstance(await client.call("get_metrics"), dict)
 
@@ -399,10 +431,12 @@ async def test_per_request_token_is_not_sticky(connect, mint):
     # A later, different, valid token is honoured (not ignored in favour of the first).
     assert isinstance(await client.call("get_metrics", {"auth_token": mint("admin")}), dict)
     # A later invalid token is rejected (not waved through on the first one's strength).
-    await expect_auth_failed(client, "ping", {"auth_token": mint(key=OTHER_SECRET)},
-                             "invalid signature")
-    await expect_auth_failed(client, "ping", {"auth_token": mint("viewer", ttl=-1)},
-                             "token expired")
+    await expect_auth_failed(
+        client, "ping", {"auth_token": mint(key=OTHER_SECRET)}, "invalid signature"
+    )
+    await expect_auth_failed(
+        client, "ping", {"auth_token": mint("viewer", ttl=-1)}, "token expired"
+    )
     # A later lower token gets its own role for its call.
     await expect_denied(client, "get_metrics", {"auth_token": mint("operator")}, "operator")
     # The session is still the first token's.
@@ -440,8 +474,9 @@ async def test_api_key_created_before_start(start_app, connect, test_overrides, 
     assert key_path(app) == path
     client = await connect(target=app)
     result = await client.authenticate(key, auth_type)
-    assert_session_result(result, role=role, user_id=f"api_key:{entry.key_id}",
-                          expires_at=None, auth_method="api_key")
+    assert_session_result(
+        result, role=role, user_id=f"api_key:{entry.key_id}", expires_at=None, auth_method="api_key"
+    )
     assert await client.call("ping") == "pong"
     if role == "admin":
         assert isinstance(await client.call("get_server_info"), dict)
@@ -459,8 +494,13 @@ async def test_api_key_with_expiry_reports_it(app, connect):
             result = await client.authenticate(key)
         except RpcCallError:
             return False
-        assert_session_result(result, role="operator", user_id=f"api_key:{entry.key_id}",
-                              expires_at=entry.expires_at, auth_method="api_key")
+        assert_session_result(
+            result,
+            role="operator",
+            user_id=f"api_key:{entry.key_id}",
+            expires_at=entry.expires_at,
+            auth_method="api_key",
+        )
         assert result["expires_at"] == utc(entry.expires_ts)
         return True
 
@@ -502,10 +542,12 @@ async def test_api_key_wrong_auth_type(start_app, connect, test_overrides, mint)
     key, _ = ApiKeyStore(path).create("viewer", "k")
     app = await start_app()
     client = await connect(target=app)
-    await expect_auth_failed(client, "authenticate", {"auth_token": key, "auth_type": "jwt"},
-                             "malformed token")
-    await expect_auth_failed(client, "authenticate", {"auth_token": mint(), "auth_type": "api_key"},
-                             "unknown API key")
+    await expect_auth_failed(
+        client, "authenticate", {"auth_token": key, "auth_type": "jwt"}, "malformed token"
+    )
+    await expect_auth_failed(
+        client, "authenticate", {"auth_token": mint(), "auth_type": "api_key"}, "unknown API key"
+    )
     await expect_auth_required(client)
 
 
@@ -517,22 +559,27 @@ async def test_random_strings_rejected_while_real_keys_exist(start_app, connect,
     app = await start_app({"security": {"max_auth_failures": 1000, "rate_limit_rpm": 0}})
     client = await connect(target=app)
     for candidates in (
-        [secrets.token_urlsafe(24) for _ in range(100)],            # 32 url-safe characters
-        ["csk_" + secrets.token_urlsafe(32) for _ in range(100)],   # shaped like a real key
-        [k[:-1] + ("A" if k[-1] != "A" else "B") for k in real],    # one character off
-        [k[:32] for k in real],                                     # a real key's prefix
+        [secrets.token_urlsafe(24) for _ in range(100)],  # 32 url-safe characters
+        ["csk_" + secrets.token_urlsafe(32) for _ in range(100)],  # shaped like a real key
+        [k[:-1] + ("A" if k[-1] != "A" else "B") for k in real],  # one character off
+        [k[:32] for k in real],  # a real key's prefix
     ):
         assert all(c not in real for c in candidates)
-        calls = [("authenticate", {"auth_token": c, "auth_type": a})
-                 for c in candidates for a in ("auto", "api_key")]
+        calls = [
+            ("authenticate", {"auth_token": c, "auth_type": a})
+            for c in candidates
+            for a in ("auto", "api_key")
+        ]
         results = []
         for i in range(0, len(calls), 100):  # server.max_batch
-            results += await client.batch(calls[i:i + 100], timeout=10)
+            results += await client.batch(calls[i : i + 100], timeout=10)
         assert len(results) == 2 * len(candidates)
         for res in results:
             assert isinstance(res, RpcCallError), res
-            assert (res.code, res.message, res.data) == (*AUTH_FAILED,
-                                                         {"reason": "unknown API key"})
+            assert (res.code, res.message, res.data) == (
+                *AUTH_FAILED,
+                {"reason": "unknown API key"},
+            )
     await expect_auth_required(client)
     assert (await client.authenticate(real[2]))["role"] == "admin"
 
@@ -577,14 +624,16 @@ async def test_revocation_applies_without_restart(start_app, connect, test_overr
 
 async def test_expired_api_key_rejected(start_app, connect, test_overrides):
     path = os.path.join(test_overrides["security"]["state_dir"], "api_keys.json")
-    key, entry = ApiKeyStore(path).create("admin", "old", expires_days=1,
-                                          now=time.time() - 2 * 86400)
+    key, entry = ApiKeyStore(path).create(
+        "admin", "old", expires_days=1, now=time.time() - 2 * 86400
+    )
     assert entry.expires_ts < time.time()
     app = await start_app()
     client = await connect(target=app)
     await expect_auth_failed(client, "authenticate", {"auth_token": key}, "API key expired")
-    await expect_auth_failed(client, "authenticate", {"auth_token": key, "auth_type": "api_key"},
-                             "API key expired")
+    await expect_auth_failed(
+        client, "authenticate", {"auth_token": key, "auth_type": "api_key"}, "API key expired"
+    )
     await expect_auth_failed(client, "get_metrics", {"auth_token": key}, "API key expired")
     await expect_auth_required(client)
 

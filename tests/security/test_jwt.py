@@ -59,7 +59,12 @@ def verifier():
 def test_valid_token_gives_its_claims(verifier):
     c = verifier.verify(token(jti="j1"), now=NOW)
     assert (c.user_id, c.role, c.exp, c.iat, c.nbf, c.jti) == (
-        "alice", "operator", NOW + 3600, NOW - 10, None, "j1"
+        "alice",
+        "operator",
+        NOW + 3600,
+        NOW - 10,
+        None,
+        "j1",
     )
 
 
@@ -122,7 +127,13 @@ def test_constructor_rejects_bad_leeway(leeway):
 
 @pytest.mark.parametrize(
     "secret",
-    ["", b"", None, "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----", "ssh-rsa AAAAB3Nza"],
+    [
+        "",
+        b"",
+        None,
+        "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----",
+        "ssh-rsa AAAAB3Nza",
+    ],
 )
 def test_constructor_rejects_unusable_secret(secret):
     with pytest.raises(ValueError, match="secret"):
@@ -342,7 +353,9 @@ def sec(tmp_path, **over):
 def test_env_wins_over_everything(tmp_path):
     f = tmp_path / "secret"
     f.write_text("from-file\n")
-    s = resolve_jwt_secret(sec(tmp_path, jwt_secret_file=str(f), jwt_secret="cfg"), {ENV_VAR: "env"})
+    s = resolve_jwt_secret(
+        sec(tmp_path, jwt_secret_file=str(f), jwt_secret="cfg"), {ENV_VAR: "env"}
+    )
     assert (s.value, s.source) == ("env", "env")
     assert not (tmp_path / "state").exists()
 

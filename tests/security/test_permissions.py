@@ -15,11 +15,25 @@ ROLES = ("viewer", "operator", "admin")
 LEVEL = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
 MISSING = "/dev/video99"
 
-METRICS_KEYS = {"active_connections", "total_requests", "average_response_time",
-                "p50_response_time", "p99_response_time", "error_rate", "memory_usage",
-                "cpu_usage", "uptime"}
-SERVER_INFO_KEYS = {"name", "version", "capabilities", "supported_formats", "max_cameras",
-                    "max_connections"}
+METRICS_KEYS = {
+    "active_connections",
+    "total_requests",
+    "average_response_time",
+    "p50_response_time",
+    "p99_response_time",
+    "error_rate",
+    "memory_usage",
+    "cpu_usage",
+    "uptime",
+}
+SERVER_INFO_KEYS = {
+    "name",
+    "version",
+    "capabilities",
+    "supported_formats",
+    "max_cameras",
+    "max_connections",
+}
 
 
 def check_camera_list(result: Any) -> None:
@@ -68,8 +82,12 @@ def token(test_overrides):
 
     def make(role: str) -> str:
         now = int(time.time())
-        return jwt.encode({"user_id": f"{role}-user", "role": role, "iat": now,
-                           "exp": now + 3600}, secret, algorithm="HS256")
+        return jwt.encode(
+            {"user_id": f"{role}-user", "role": role, "iat": now, "exp": now + 3600},
+            secret,
+            algorithm="HS256",
+        )
+
     return make
 
 
@@ -125,8 +143,7 @@ async def test_all_roles_in_one_batch(connect, token, method):
     """Per-request tokens of every role side by side in one batch: each item its own role."""
     client = await connect()
     params = METHODS[method][1]
-    calls = [(method, dict(params))] + [(method, {**params, "auth_token": token(r)})
-                                        for r in ROLES]
+    calls = [(method, dict(params))] + [(method, {**params, "auth_token": token(r)}) for r in ROLES]
     results = await client.batch(calls)
     for role, result in zip((None, *ROLES), results):
         check(method, role, result)

@@ -20,8 +20,12 @@ def token(test_overrides):
 
     def make(role: str = "viewer", user: str = "alice", ttl: int = 3600, key: str | None = None):
         now = int(time.time())
-        return jwt.encode({"user_id": user, "role": role, "iat": now, "exp": now + ttl},
-                          key or secret, algorithm="HS256")
+        return jwt.encode(
+            {"user_id": user, "role": role, "iat": now, "exp": now + ttl},
+            key or secret,
+            algorithm="HS256",
+        )
+
     return make
 
 
@@ -48,11 +52,11 @@ async def call_or_error(client, method, params=None):
 async def test_burst_then_limited_then_refilled(start_app, connect, token):
     app = await start_app(LIMITED)
     client = await connect(target=app)
-    await client.authenticate(token())                    # request 1 of the burst of 5
-    for _ in range(4):                                    # requests 2..5
+    await client.authenticate(token())  # request 1 of the burst of 5
+    for _ in range(4):  # requests 2..5
         assert await client.call("ping") == "pong"
     retry_after = assert_rate_limited(await call_or_error(client, "ping"))
-    assert retry_after <= 1.0                             # 60 rpm: one token per second
+    assert retry_after <= 1.0  # 60 rpm: one token per second
     # A rejected request does not spend anything: still limited, with no longer a wait.
     again = assert_rate_limited(await call_or_error(client, "ping"))
     assert again <= retry_after
@@ -71,22 +75,29 @@ async def test_per_request_token_call_counts(start_app, connect, token):
 
 
 async def test_failed_and_unknown_requests_count_and_authenticate_is_limited(
-        start_app, connect, token):
+    start_app, connect, token
+):
     app = await start_app(LIMITED)
     client = await connect(target=app)
-    for method, code in (("ping", -32001), ("get_metrics", -32001), ("ping", -32001),
-                         ("no_such_method", -32601)):
+    for method, code in (
+        ("ping", -32001),
+        ("get_metrics", -32001),
+        ("ping", -32001),
+        ("no_such_method", -32601),
+    ):
         assert (await call_or_error(client, method)).code == code
     err = await call_or_error(client, "authenticate", {"auth_token": "x" * 40})
     assert (err.code, err.data) == (-32001, {"reason": "unknown API key"})  # request 5
     retry_after = assert_rate_limited(
-        await call_or_error(client, "authenticate", {"auth_token": token("admin")}))
+        await call_or_error(client, "authenticate", {"auth_token": token("admin")})
+    )
     await asyncio.sleep(retry_after + 0.02)
     # The refused authenticate did not log in.
     err = await call_or_error(client, "ping")
     assert (err.code, err.message) == (-32001, "Authentication required")
     retry_after = assert_rate_limited(
-        await call_or_error(client, "authenticate", {"auth_token": token("admin")}))
+        await call_or_error(client, "authenticate", {"auth_token": token("admin")})
+    )
     await asyncio.sleep(retry_after + 0.02)
     assert (await client.authenticate(token("admin")))["role"] == "admin"
 
@@ -94,7 +105,7 @@ async def test_failed_and_unknown_requests_count_and_authenticate_is_limited(
 async def test_batch_of_n_counts_as_n(start_app, connect, token):
     app = await start_app(LIMITED)
     client = await connect(target=app)
-    await client.authenticate(token())                    # 4 tokens left
+    await client.authenticate(token())  # 4 tokens left
     results = await client.batch([("ping", None)] * 6)
     assert len(results) == 6
     assert results.count("pong") == 4
@@ -120,11 +131,12 @@ async def test_default_burst_is_200(app, connect, token):
     client = await connect()
     start = time.monotonic()
     await client.authenticate(token())
-    results = (await client.batch([("ping", None)] * 100)
-               + await client.batch([("ping", None)] * 100))
+    results = await client.batch([("ping", None)] * 100) + await client.batch(
+        [("ping", None)] * 100
+    )
     elapsed = time.monotonic() - start
     ok = results.count("pong")
-    refilled = int(elapsed * 1200 / 60) + 1               # 20 tokens/s at the default 1200 rpm
+    refilled = int(elapsed * 1200 / 60) + 1  # 20 tokens/s at the default 1200 rpm
     assert 199 <= ok <= 199 + refilled
     assert ok < 200  # the 201st request inside the burst window is refused
     for err in results:
@@ -132,8 +144,10 @@ async def test_default_burst_is_200(app, connect, token):
             assert_rate_limited(err)
 
 
-@pytest.mark.parametrize("security", [{"rate_limit_rpm": 0}, {"rate_limit_burst": 0},
-                                      {"rate_limit_rpm": 0, "rate_limit_burst": 0}])
+@pytest.mark.parametrize(
+    "security",
+    [{"rate_limit_rpm": 0}, {"rate_limit_burst": 0}, {"rate_limit_rpm": 0, "rate_limit_burst": 0}],
+)
 async def test_zero_disables_rate_limit(start_app, connect, token, security):
     app = await start_app({"security": security})
     client = await connect(target=app)
@@ -147,8 +161,12 @@ async def test_zero_disables_rate_limit(start_app, connect, token, security):
 
 
 def auth_request(request_id, token):
-    return {"jsonrpc": "2.0", "method": "authenticate", "id": request_id,
-            "params": {"auth_token": token}}
+    return {
+        "jsonrpc": "2.0",
+        "method": "authenticate",
+        "id": request_id,
+        "params": {"auth_token": token},
+    }
 
 
 def bad_tokens(token):
@@ -165,8 +183,15 @@ async def test_five_failed_authentications_close_with_1008(raw_connect, token):
     client = await raw_connect()
     for i, (bad, reason) in enumerate(bad_tokens(token)):
         reply = await client.request(auth_request(i, bad))
-        assert reply == {"jsonrpc": "2.0", "id": i, "error": {
-            "code": -32001, "message": "Authentication failed", "data": {"reason": reason}}}
+        assert reply == {
+            "jsonrpc": "2.0",
+            "id": i,
+            "error": {
+                "code": -32001,
+                "message": "Authentication failed",
+                "data": {"reason": reason},
+            },
+        }
         if i < 4:
             assert not client.listener.disconnected.is_set()
     assert await client.wait_closed(3) == 1008
@@ -177,16 +202,22 @@ async def test_failures_in_one_batch_are_all_answered_then_closed(raw_connect):
     replies = await client.request([auth_request(i, "x" * 40) for i in range(5)])
     assert sorted(r["id"] for r in replies) == list(range(5))
     for r in replies:
-        assert r["error"] == {"code": -32001, "message": "Authentication failed",
-                              "data": {"reason": "unknown API key"}}
+        assert r["error"] == {
+            "code": -32001,
+            "message": "Authentication failed",
+            "data": {"reason": "unknown API key"},
+        }
     assert await client.wait_closed(3) == 1008
 
 
 async def test_failures_as_notifications_also_close(raw_connect):
     client = await raw_connect()
     for _ in range(5):
-        client.send(orjson.dumps({"jsonrpc": "2.0", "method": "authenticate",
-                                  "params": {"auth_token": "x" * 40}}))
+        client.send(
+            orjson.dumps(
+                {"jsonrpc": "2.0", "method": "authenticate", "params": {"auth_token": "x" * 40}}
+            )
+        )
     assert await client.wait_closed(3) == 1008
     assert client.listener.messages.empty()
 

@@ -11,9 +11,9 @@ import jwt
 import pytest
 
 from camera_service.auth import (
+    ApiKeyStoreError,
     AuthenticationFailed,
     Authenticator,
-    ApiKeyStoreError,
     JwtSecretError,
     Session,
 )
@@ -67,7 +67,12 @@ def test_session_result_exact_shape():
     s = Session(user_id="alice", role="operator", auth_method="jwt", expires_at=1768573800.0)
     result = s.to_result()
     assert list(result) == [
-        "authenticated", "role", "permissions", "user_id", "expires_at", "session_id",
+        "authenticated",
+        "role",
+        "permissions",
+        "user_id",
+        "expires_at",
+        "session_id",
         "auth_method",
     ]
     assert result == {
@@ -208,10 +213,23 @@ def test_auto_mode_falls_back_to_api_key_for_jwt_shaped_key(security):
     odd_key = "legacy.key.with-two-dots-and-enough-length"
     os.makedirs(security.state_dir)
     with open(security.api_keys_file, "w") as fh:
-        json.dump({"version": 1, "keys": [{
-            "key_id": "legacy", "name": "old", "role": "viewer", "hash": hash_key(odd_key),
-            "created_at": "2026-01-01T00:00:00Z", "expires_at": None, "active": True,
-        }]}, fh)
+        json.dump(
+            {
+                "version": 1,
+                "keys": [
+                    {
+                        "key_id": "legacy",
+                        "name": "old",
+                        "role": "viewer",
+                        "hash": hash_key(odd_key),
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "expires_at": None,
+                        "active": True,
+                    }
+                ],
+            },
+            fh,
+        )
     auth = Authenticator(security, env={})
     s = auth.authenticate(odd_key)
     assert (s.auth_method, s.user_id) == ("api_key", "api_key:legacy")
@@ -296,10 +314,15 @@ def test_apply_settings_swaps_secret_leeway_and_keys(auth, security, tmp_path):
     from camera_service.auth.api_keys import ApiKeyStore
 
     new_key, _ = ApiKeyStore(new_keys).create("admin", "new")
-    auth.apply_settings(dataclasses.replace(
-        security, jwt_secret="n" * 64, jwt_leeway=5.0, api_keys_file=new_keys,
-        jwt_algorithms=("HS256", "HS512"),
-    ))
+    auth.apply_settings(
+        dataclasses.replace(
+            security,
+            jwt_secret="n" * 64,
+            jwt_leeway=5.0,
+            api_keys_file=new_keys,
+            jwt_algorithms=("HS256", "HS512"),
+        )
+    )
     assert fails(auth, old_token) == "invalid signature"
     assert auth.authenticate(mint(secret="n" * 64, exp=int(NOW) - 3), now=NOW).role == "operator"
     assert fails(auth, old_key) == "unknown API key"

@@ -91,10 +91,16 @@ def test_token_verifies_with_the_servers_generated_secret(parser, tmp_path):
 
 def test_token_with_ttl_and_configured_secret(parser, tmp_path):
     security = make_security(tmp_path, jwt_secret="k" * 64, jwt_algorithms=("HS384",))
-    code, out, _ = run(parser, ["token", "--role", "admin", "--user", "ops", "--ttl", "15m"], security)
+    code, out, _ = run(
+        parser, ["token", "--role", "admin", "--user", "ops", "--ttl", "15m"], security
+    )
     assert code == 0
     claims = jwt.decode(out.strip(), "k" * 64, algorithms=["HS384"])
-    assert (claims["user_id"], claims["role"], claims["exp"] - claims["iat"]) == ("ops", "admin", 900)
+    assert (claims["user_id"], claims["role"], claims["exp"] - claims["iat"]) == (
+        "ops",
+        "admin",
+        900,
+    )
     assert Authenticator(security, env={}).authenticate(out.strip()).role == "admin"
     assert not os.path.exists(tmp_path / "state")
 
@@ -143,7 +149,9 @@ def test_bad_arguments_exit_2(parser, argv, capsys):
 
 def test_apikey_round_trip(parser, tmp_path):
     security = make_security(tmp_path, jwt_secret="s" * 64)
-    code, out, err = run(parser, ["apikey", "create", "--role", "operator", "--name", "ci"], security)
+    code, out, err = run(
+        parser, ["apikey", "create", "--role", "operator", "--name", "ci"], security
+    )
     assert code == 0
     key = out.strip()
     assert out == key + "\n" and len(key) >= 32
@@ -154,7 +162,9 @@ def test_apikey_round_trip(parser, tmp_path):
     )
 
     code, out2, err2 = run(
-        parser, ["apikey", "create", "--role", "viewer", "--name", "tmp", "--expires", "3"], security
+        parser,
+        ["apikey", "create", "--role", "viewer", "--name", "tmp", "--expires", "3"],
+        security,
     )
     assert code == 0 and "expires 20" in err2
     key2_id = err2.split()[3]
@@ -228,7 +238,7 @@ def test_real_process_uses_stdout_and_stderr(tmp_path):
         "p = argparse.ArgumentParser(); s = p.add_subparsers(dest='command')\n"
         "add_token_parser(s); add_apikey_parser(s)\n"
         "a = p.parse_args(sys.argv[2:])\n"
-        f"sec = types.SimpleNamespace(jwt_secret=None, jwt_secret_file=None, state_dir=sys.argv[1],"
+        "sec = types.SimpleNamespace(jwt_secret=None, jwt_secret_file=None, state_dir=sys.argv[1],"
         " api_keys_file=sys.argv[1] + '/keys.json', jwt_algorithms=('HS256',), jwt_leeway=0.0)\n"
         "sys.exit(run_token(a, sec) if a.command == 'token' else run_apikey(a, sec))\n"
     )
@@ -237,7 +247,10 @@ def test_real_process_uses_stdout_and_stderr(tmp_path):
 
     def cli(*argv):
         return subprocess.run(
-            [sys.executable, "-c", script, state, *argv], capture_output=True, text=True, env=env,
+            [sys.executable, "-c", script, state, *argv],
+            capture_output=True,
+            text=True,
+            env=env,
             timeout=60,
         )
 
@@ -246,7 +259,9 @@ def test_real_process_uses_stdout_and_stderr(tmp_path):
     key = created.stdout.strip()
     token = cli("token", "--role", "viewer", "--user", "p", "--ttl", "90s")
     assert token.returncode == 0, token.stderr
-    server = Authenticator(make_security(tmp_path, state_dir=state, api_keys_file=state + "/keys.json"), env={})
+    server = Authenticator(
+        make_security(tmp_path, state_dir=state, api_keys_file=state + "/keys.json"), env={}
+    )
     assert server.authenticate(key).role == "admin"
     assert server.authenticate(token.stdout.strip()).user_id == "p"
     missing = cli("apikey", "revoke", "unknown-id")

@@ -6,6 +6,7 @@ from fractions import Fraction
 from types import SimpleNamespace
 
 import pytest
+
 from camera_service.cameras.model import (
     CONNECTED,
     DISCONNECTED,

@@ -39,12 +39,15 @@ def test_check_config_env_override(tmp_path, capsys, monkeypatch):
     assert orjson.loads(capsys.readouterr().out)["server"]["port"] == 9200
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[server]\nport = 70000\n", "server.port: expected an integer 0-65535, got 70000"),
-    ("[server]\nprot = 1\n", "unknown key server.prot"),
-    ("[nope]\n", "unknown section nope"),
-    ("[server\n", "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[server]\nport = 70000\n", "server.port: expected an integer 0-65535, got 70000"),
+        ("[server]\nprot = 1\n", "unknown key server.prot"),
+        ("[nope]\n", "unknown section nope"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
 def test_check_config_invalid_exits_1_with_the_message(tmp_path, capsys, text, message):
     assert main(["check-config", "--config", write(tmp_path, text)]) == 1
     out, err = capsys.readouterr()
@@ -68,9 +71,13 @@ def test_token_command_signs_with_the_configured_secret(tmp_path, capsys):
     import jwt
 
     path = write(tmp_path, f'[security]\njwt_secret = "{"k" * 40}"\nstate_dir = "{tmp_path}"\n')
-    assert main(["token", "--role", "operator", "--user", "ops", "--ttl", "1h",
-                 "--config", path]) == 0
+    assert (
+        main(["token", "--role", "operator", "--user", "ops", "--ttl", "1h", "--config", path]) == 0
+    )
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, "k" * 40, algorithms=["HS256"])
     assert (claims["user_id"], claims["role"], claims["exp"] - claims["iat"]) == (
-        "ops", "operator", 3600)
+        "ops",
+        "operator",
+        3600,
+    )

@@ -193,8 +193,13 @@ def test_file_values_are_typed(tmp_path):
     path = write_toml(
         tmp_path / "c.toml",
         {
-            "server": {"port": 9000, "ping_interval": 17, "shutdown_timeout": 0.5,
-                       "tls_cert": "/c.pem", "tls_key": "/k.pem"},
+            "server": {
+                "port": 9000,
+                "ping_interval": 17,
+                "shutdown_timeout": 0.5,
+                "tls_cert": "/c.pem",
+                "tls_key": "/k.pem",
+            },
             "security": {"jwt_algorithms": ["HS512", "HS256"], "jwt_leeway": 2},
             "camera": {"device_range": [0, 2]},
             "logging": {"level": "WARNING", "file": "/tmp/cs.log"},
@@ -216,8 +221,10 @@ def test_file_values_are_typed(tmp_path):
 def test_empty_string_means_unset_for_optional_paths_and_secret(tmp_path):
     path = write_toml(
         tmp_path / "c.toml",
-        {"security": {"jwt_secret": "", "jwt_secret_file": "", "api_keys_file": ""},
-         "logging": {"file": ""}},
+        {
+            "security": {"jwt_secret": "", "jwt_secret_file": "", "api_keys_file": ""},
+            "logging": {"file": ""},
+        },
     )
     cfg = load_config(path, env={})
     assert cfg.security.jwt_secret is None
@@ -256,12 +263,27 @@ def test_env_none_reads_process_environment(tmp_path, monkeypatch):
         ("CAMERA_SERVICE_SERVER_PORT", " 9000 ", "server", "port", 9000),
         ("CAMERA_SERVICE_SERVER_PING_INTERVAL", "12.5", "server", "ping_interval", 12.5),
         ("CAMERA_SERVICE_SERVER_SHUTDOWN_TIMEOUT", "0", "server", "shutdown_timeout", 0.0),
-        ("CAMERA_SERVICE_SECURITY_JWT_SECRET", "s3cr3t-value", "security", "jwt_secret",
-         "s3cr3t-value"),
-        ("CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS", "HS256, HS512", "security",
-         "jwt_algorithms", ("HS256", "HS512")),
-        ("CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS", '["HS384"]', "security", "jwt_algorithms",
-         ("HS384",)),
+        (
+            "CAMERA_SERVICE_SECURITY_JWT_SECRET",
+            "s3cr3t-value",
+            "security",
+            "jwt_secret",
+            "s3cr3t-value",
+        ),
+        (
+            "CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS",
+            "HS256, HS512",
+            "security",
+            "jwt_algorithms",
+            ("HS256", "HS512"),
+        ),
+        (
+            "CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS",
+            '["HS384"]',
+            "security",
+            "jwt_algorithms",
+            ("HS384",),
+        ),
         ("CAMERA_SERVICE_CAMERA_DEVICE_RANGE", "0, 2,5", "camera", "device_range", (0, 2, 5)),
         ("CAMERA_SERVICE_CAMERA_DEVICE_RANGE", "[1, 3]", "camera", "device_range", (1, 3)),
         ("CAMERA_SERVICE_CAMERA_DEVICE_RANGE", "", "camera", "device_range", ()),
@@ -296,47 +318,75 @@ def test_env_ignores_jwt_secret_variable_and_foreign_names():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"CAMERA_SERVICE_SERVER_PROT": "1"},
-         "unknown key server.prot in environment variable CAMERA_SERVICE_SERVER_PROT "
-         "(did you mean server.port?)"),
-        ({"CAMERA_SERVICE_LOGGING_COLOUR": "1"},
-         "unknown key logging.colour in environment variable CAMERA_SERVICE_LOGGING_COLOUR"),
-        ({"CAMERA_SERVICE_SERVER": "1"},
-         "environment variable CAMERA_SERVICE_SERVER names section server but no key"),
-        ({"CAMERA_SERVICE_SERVER_PORT": "abc"},
-         "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
-         "expected an integer 0-65535, got 'abc'"),
-        ({"CAMERA_SERVICE_SERVER_PORT": "80.5"},
-         "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
-         "expected an integer 0-65535, got '80.5'"),
-        ({"CAMERA_SERVICE_SERVER_PORT": "70000"},
-         "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
-         "expected an integer 0-65535, got '70000'"),
-        ({"CAMERA_SERVICE_SERVER_PING_TIMEOUT": "fast"},
-         "server.ping_timeout (environment variable CAMERA_SERVICE_SERVER_PING_TIMEOUT): "
-         "expected a number > 0, got 'fast'"),
-        ({"CAMERA_SERVICE_SERVER_PING_TIMEOUT": "nan"},
-         "server.ping_timeout (environment variable CAMERA_SERVICE_SERVER_PING_TIMEOUT): "
-         "expected a number > 0, got 'nan'"),
-        ({"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "0,x"},
-         "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
-         "expected a list of integers >= 0, got '0,x'"),
-        ({"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "[1,"},
-         "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
-         "expected a list of integers >= 0, got '[1,'"),
-        ({"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "[-1]"},
-         "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
-         "expected a list of integers >= 0, got '[-1]'"),
-        ({"CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS": "none"},
-         "security.jwt_algorithms (environment variable CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS)"
-         ": 'none' is never accepted (unsigned tokens); expected a non-empty list of HS256, "
-         "HS384, HS512, got 'none'"),
-        ({"CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS": ""},
-         "security.jwt_algorithms (environment variable CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS)"
-         ": expected a non-empty list of HS256, HS384, HS512, got ''"),
-        ({"CAMERA_SERVICE_LOGGING_FORMAT": "xml"},
-         "logging.format (environment variable CAMERA_SERVICE_LOGGING_FORMAT): "
-         "expected one of json, console, got 'xml'"),
+        (
+            {"CAMERA_SERVICE_SERVER_PROT": "1"},
+            "unknown key server.prot in environment variable CAMERA_SERVICE_SERVER_PROT "
+            "(did you mean server.port?)",
+        ),
+        (
+            {"CAMERA_SERVICE_LOGGING_COLOUR": "1"},
+            "unknown key logging.colour in environment variable CAMERA_SERVICE_LOGGING_COLOUR",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER": "1"},
+            "environment variable CAMERA_SERVICE_SERVER names section server but no key",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER_PORT": "abc"},
+            "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
+            "expected an integer 0-65535, got 'abc'",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER_PORT": "80.5"},
+            "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
+            "expected an integer 0-65535, got '80.5'",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER_PORT": "70000"},
+            "server.port (environment variable CAMERA_SERVICE_SERVER_PORT): "
+            "expected an integer 0-65535, got '70000'",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER_PING_TIMEOUT": "fast"},
+            "server.ping_timeout (environment variable CAMERA_SERVICE_SERVER_PING_TIMEOUT): "
+            "expected a number > 0, got 'fast'",
+        ),
+        (
+            {"CAMERA_SERVICE_SERVER_PING_TIMEOUT": "nan"},
+            "server.ping_timeout (environment variable CAMERA_SERVICE_SERVER_PING_TIMEOUT): "
+            "expected a number > 0, got 'nan'",
+        ),
+        (
+            {"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "0,x"},
+            "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
+            "expected a list of integers >= 0, got '0,x'",
+        ),
+        (
+            {"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "[1,"},
+            "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
+            "expected a list of integers >= 0, got '[1,'",
+        ),
+        (
+            {"CAMERA_SERVICE_CAMERA_DEVICE_RANGE": "[-1]"},
+            "camera.device_range (environment variable CAMERA_SERVICE_CAMERA_DEVICE_RANGE): "
+            "expected a list of integers >= 0, got '[-1]'",
+        ),
+        (
+            {"CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS": "none"},
+            "security.jwt_algorithms (environment variable CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS)"
+            ": 'none' is never accepted (unsigned tokens); expected a non-empty list of HS256, "
+            "HS384, HS512, got 'none'",
+        ),
+        (
+            {"CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS": ""},
+            "security.jwt_algorithms (environment variable CAMERA_SERVICE_SECURITY_JWT_ALGORITHMS)"
+            ": expected a non-empty list of HS256, HS384, HS512, got ''",
+        ),
+        (
+            {"CAMERA_SERVICE_LOGGING_FORMAT": "xml"},
+            "logging.format (environment variable CAMERA_SERVICE_LOGGING_FORMAT): "
+            "expected one of json, console, got 'xml'",
+        ),
     ],
 )
 def test_env_errors_name_variable_and_key(env, message):
@@ -354,7 +404,7 @@ def test_env_port_round_trips_every_valid_port(port):
 # --------------------------------------------------------------------------------------------
 # Validation: every key with a bad value, through a real TOML file
 
-N = 'expected a non-empty string'
+N = "expected a non-empty string"
 OPT = 'expected a path string (or "" for unset)'
 ALGS = "expected a non-empty list of HS256, HS384, HS512"
 
@@ -388,22 +438,46 @@ BAD_VALUES = [
     ("security", "jwt_algorithms", [], f"{ALGS}, got []"),
     ("security", "jwt_algorithms", "HS256", f"{ALGS}, got 'HS256'"),
     ("security", "jwt_algorithms", [256], f"{ALGS}, got [256]"),
-    ("security", "jwt_algorithms", ["none"],
-     f"'none' is never accepted (unsigned tokens); {ALGS}, got ['none']"),
-    ("security", "jwt_algorithms", ["HS256", "None"],
-     f"'None' is never accepted (unsigned tokens); {ALGS}, got ['HS256', 'None']"),
-    ("security", "jwt_algorithms", ["RS256"],
-     "'RS256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
-     f"{ALGS}, got ['RS256']"),
-    ("security", "jwt_algorithms", ["HS256", "ES256"],
-     "'ES256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
-     f"{ALGS}, got ['HS256', 'ES256']"),
-    ("security", "jwt_algorithms", ["PS512"],
-     "'PS512' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
-     f"{ALGS}, got ['PS512']"),
-    ("security", "jwt_algorithms", ["hs256"],
-     "'hs256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
-     f"{ALGS}, got ['hs256']"),
+    (
+        "security",
+        "jwt_algorithms",
+        ["none"],
+        f"'none' is never accepted (unsigned tokens); {ALGS}, got ['none']",
+    ),
+    (
+        "security",
+        "jwt_algorithms",
+        ["HS256", "None"],
+        f"'None' is never accepted (unsigned tokens); {ALGS}, got ['HS256', 'None']",
+    ),
+    (
+        "security",
+        "jwt_algorithms",
+        ["RS256"],
+        "'RS256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
+        f"{ALGS}, got ['RS256']",
+    ),
+    (
+        "security",
+        "jwt_algorithms",
+        ["HS256", "ES256"],
+        "'ES256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
+        f"{ALGS}, got ['HS256', 'ES256']",
+    ),
+    (
+        "security",
+        "jwt_algorithms",
+        ["PS512"],
+        "'PS512' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
+        f"{ALGS}, got ['PS512']",
+    ),
+    (
+        "security",
+        "jwt_algorithms",
+        ["hs256"],
+        "'hs256' is not an HMAC algorithm (only shared-secret algorithms are accepted); "
+        f"{ALGS}, got ['hs256']",
+    ),
     ("security", "jwt_leeway", -1, "expected a number >= 0, got -1"),
     ("security", "api_keys_file", 1, f"{OPT}, got 1"),
     ("security", "state_dir", "", f"{N}, got ''"),
@@ -420,10 +494,13 @@ BAD_VALUES = [
     ("media", "rtsp_port", 0, "expected an integer 1-65535, got 0"),
     ("media", "webrtc_port", 65536, "expected an integer 1-65535, got 65536"),
     ("media", "hls_port", "8888", "expected an integer 1-65535, got '8888'"),
-    ("logging", "level", "verbose",
-     "expected one of debug, info, warning, error (any case), got 'verbose'"),
-    ("logging", "level", 10,
-     "expected one of debug, info, warning, error (any case), got 10"),
+    (
+        "logging",
+        "level",
+        "verbose",
+        "expected one of debug, info, warning, error (any case), got 'verbose'",
+    ),
+    ("logging", "level", 10, "expected one of debug, info, warning, error (any case), got 10"),
     ("logging", "format", "JSON", "expected one of json, console, got 'JSON'"),
     ("logging", "file", 3, f"{OPT}, got 3"),
 ]
@@ -512,7 +589,7 @@ def test_toml_syntax_error_names_file_and_parser_message(tmp_path):
 
 def test_file_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.toml"
-    path.write_bytes(b"[media]\nhost = \"caf\xe9\"\n")
+    path.write_bytes(b'[media]\nhost = "caf\xe9"\n')
     with pytest.raises(ConfigError) as info:
         load_config(path, env={})
     assert str(info.value) == f"{path}: invalid TOML: not UTF-8 text (invalid continuation byte)"
@@ -530,8 +607,12 @@ def test_missing_file_and_directory(tmp_path):
 
 @pytest.mark.parametrize(
     ("cert", "key", "ok"),
-    [(None, None, True), ("/c.pem", "/k.pem", True), ("/c.pem", None, False),
-     (None, "/k.pem", False)],
+    [
+        (None, None, True),
+        ("/c.pem", "/k.pem", True),
+        ("/c.pem", None, False),
+        (None, "/k.pem", False),
+    ],
 )
 def test_tls_cert_and_key_both_or_neither(cert, key, ok):
     overrides = {"server": {"tls_cert": cert, "tls_key": key}}
@@ -588,8 +669,11 @@ def test_changed_keys_lists_dotted_keys_both_ways():
     b = load_config(
         None,
         env={},
-        overrides={"server": {"port": 1}, "camera": {"device_range": [0]},
-                   "logging": {"level": "DEBUG"}},
+        overrides={
+            "server": {"port": 1},
+            "camera": {"device_range": [0]},
+            "logging": {"level": "DEBUG"},
+        },
     )
     expected = {"server.port", "camera.device_range", "logging.level"}
     assert a.changed_keys(b) == expected
@@ -613,6 +697,9 @@ def test_ping_timeout_may_not_exceed_ping_interval():
     # picows waits for the pong inside the idle interval; a longer timeout cannot work.
     with pytest.raises(ConfigError) as err:
         load_config(None, env={}, overrides={"server": {"ping_interval": 5, "ping_timeout": 6}})
-    assert str(err.value) == "server.ping_timeout: expected at most server.ping_interval (5.0), got 6.0"
+    assert (
+        str(err.value)
+        == "server.ping_timeout: expected at most server.ping_interval (5.0), got 6.0"
+    )
     cfg = load_config(None, env={}, overrides={"server": {"ping_interval": 5, "ping_timeout": 5}})
     assert cfg.server.ping_timeout == 5.0

@@ -11,6 +11,9 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from camera_service.rpc import _jsonrpc
 from camera_service.rpc._jsonrpc import (
     CallContext,
@@ -21,8 +24,6 @@ from camera_service.rpc._jsonrpc import (
 )
 from camera_service.rpc.errors import RpcError
 from camera_service.server import _listener
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SECRET_TEXT = "/srv/secret/path.py hunter2"
 
@@ -144,7 +145,10 @@ def test_missing_params_means_empty_object():
     d, _ = build()
     ctx, _ = new_ctx()
     assert orjson.loads(d.handle(ctx, req("echo", 1))) == {
-        "jsonrpc": "2.0", "result": {"params": {}}, "id": 1}
+        "jsonrpc": "2.0",
+        "result": {"params": {}},
+        "id": 1,
+    }
 
 
 def test_params_default_is_not_shared_between_requests():
@@ -161,7 +165,8 @@ def test_preencoded_result_sent_verbatim():
     d, _ = build()
     ctx, _ = new_ctx()
     assert d.handle(ctx, req("pre", "k")) == (
-        b'{"jsonrpc":"2.0","result":{"cached":[1,2,3]},"id":"k"}')
+        b'{"jsonrpc":"2.0","result":{"cached":[1,2,3]},"id":"k"}'
+    )
 
 
 def test_preencoded_holds_bytes_only():
@@ -172,16 +177,32 @@ def test_preencoded_holds_bytes_only():
 
 def test_notification_encoding():
     out = encode_notification("camera_status_update", {"device": "/dev/video0", "fps": 7.5})
-    assert orjson.loads(out) == {"jsonrpc": "2.0", "method": "camera_status_update",
-                                 "params": {"device": "/dev/video0", "fps": 7.5}}
+    assert orjson.loads(out) == {
+        "jsonrpc": "2.0",
+        "method": "camera_status_update",
+        "params": {"device": "/dev/video0", "fps": 7.5},
+    }
     assert b'"id"' not in out
 
 
-@pytest.mark.parametrize("raw_id", [
-    b"0", b'""', b"null", b"-1", b"18446744073709551616", b"-9223372036854775809",
-    b"1000000000000000000000000000000", b"1.5", b"-2.5e-7", b'"\\ud800"', b'"a\\"b\\\\c\\n\\u0001"',
-    b'"\\u65e5\\u672c"', b'"\xf0\x9f\x98\x80"',
-])
+@pytest.mark.parametrize(
+    "raw_id",
+    [
+        b"0",
+        b'""',
+        b"null",
+        b"-1",
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b"1000000000000000000000000000000",
+        b"1.5",
+        b"-2.5e-7",
+        b'"\\ud800"',
+        b'"a\\"b\\\\c\\n\\u0001"',
+        b'"\\u65e5\\u672c"',
+        b'"\xf0\x9f\x98\x80"',
+    ],
+)
 def test_ids_echoed_exactly(raw_id):
     d, _ = build()
     ctx, _ = new_ctx()
@@ -196,12 +217,17 @@ def test_ids_echoed_exactly(raw_id):
 def test_big_integer_id_inside_a_batch():
     d, _ = build()
     ctx, _ = new_ctx()
-    payload = (b'[{"jsonrpc":"2.0","method":"pre","id":18446744073709551617},'
-               b'{"jsonrpc":"2.0","method":"pre","id":2.25},'
-               b'{"jsonrpc":"2.0","method":"pre","id":100000000000000000000000000001}]')
+    payload = (
+        b'[{"jsonrpc":"2.0","method":"pre","id":18446744073709551617},'
+        b'{"jsonrpc":"2.0","method":"pre","id":2.25},'
+        b'{"jsonrpc":"2.0","method":"pre","id":100000000000000000000000000001}]'
+    )
     got = json.loads(d.handle(ctx, payload))
     assert sorted(item["id"] for item in got) == [
-        2.25, 18446744073709551617, 100000000000000000000000000001]
+        2.25,
+        18446744073709551617,
+        100000000000000000000000000001,
+    ]
 
 
 # -- async handlers -----------------------------------------------------------------------
@@ -231,10 +257,20 @@ async def test_async_notification_runs_but_sends_nothing():
 async def test_batch_with_async_item_sent_as_one_array():
     d, _ = build()
     ctx, sent = new_ctx()
-    payload = b"[" + b",".join([
-        req("slow", 1, {"delay": 0.01}), req("echo", 2), req("echo"), b"5",
-        req("async_rpc_fail", 3), req("async_crash", 4),
-    ]) + b"]"
+    payload = (
+        b"["
+        + b",".join(
+            [
+                req("slow", 1, {"delay": 0.01}),
+                req("echo", 2),
+                req("echo"),
+                b"5",
+                req("async_rpc_fail", 3),
+                req("async_crash", 4),
+            ]
+        )
+        + b"]"
+    )
     assert d.handle(ctx, payload) is None
     await d.drain(2)
     await asyncio.sleep(0)
@@ -244,17 +280,31 @@ async def test_batch_with_async_item_sent_as_one_array():
     by_id = {item["id"]: item for item in items if item["id"] is not None}
     assert by_id[1] == {"jsonrpc": "2.0", "result": {"slow": True}, "id": 1}
     assert by_id[2] == {"jsonrpc": "2.0", "result": {"params": {}}, "id": 2}
-    assert by_id[3] == {"jsonrpc": "2.0", "error": {
-        "code": -32602, "message": "Invalid parameters",
-        "data": {"reason": "x must be an int"}}, "id": 3}
+    assert by_id[3] == {
+        "jsonrpc": "2.0",
+        "error": {
+            "code": -32602,
+            "message": "Invalid parameters",
+            "data": {"reason": "x must be an int"},
+        },
+        "id": 3,
+    }
     assert by_id[4]["error"]["code"] == -32603
     assert by_id[4]["error"]["message"] == "Internal server error"
     assert set(by_id[4]["error"]["data"]) == {"reason", "correlation_id"}
     assert SECRET_TEXT not in sent[0].decode()
     nulls = [item for item in items if item["id"] is None]
-    assert nulls == [{"jsonrpc": "2.0", "error": {
-        "code": -32600, "message": "Invalid Request",
-        "data": {"reason": nulls[0]["error"]["data"]["reason"]}}, "id": None}]
+    assert nulls == [
+        {
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -32600,
+                "message": "Invalid Request",
+                "data": {"reason": nulls[0]["error"]["data"]["reason"]},
+            },
+            "id": None,
+        }
+    ]
 
 
 async def test_async_response_dropped_when_connection_closed():
@@ -274,9 +324,15 @@ def test_rpc_error_from_handler():
     d, _ = build()
     ctx, _ = new_ctx()
     out = orjson.loads(d.handle(ctx, req("rpc_fail", "r")))
-    assert out == {"jsonrpc": "2.0", "error": {
-        "code": -1000, "message": "Camera not found",
-        "data": {"reason": "no such camera", "device": "/dev/video9"}}, "id": "r"}
+    assert out == {
+        "jsonrpc": "2.0",
+        "error": {
+            "code": -1000,
+            "message": "Camera not found",
+            "data": {"reason": "no such camera", "device": "/dev/video9"},
+        },
+        "id": "r",
+    }
 
 
 class ListHandler(logging.Handler):
@@ -330,8 +386,13 @@ async def test_async_unexpected_exception_is_internal_error():
 def test_errors_in_notifications_are_not_answered():
     d, rec = build()
     ctx, _ = new_ctx()
-    for payload in (req("crash"), req("rpc_fail"), req("nope"), req("viewer_only"),
-                    req("echo", params=[1])):
+    for payload in (
+        req("crash"),
+        req("rpc_fail"),
+        req("nope"),
+        req("viewer_only"),
+        req("echo", params=[1]),
+    ):
         assert d.handle(ctx, payload) is None, payload
     assert [c[0] for c in rec.calls] == ["crash", "rpc_fail"]
 
@@ -496,30 +557,55 @@ def test_authorizer_crash_is_internal_error_not_an_exception():
 # -- simple requests and their general form give the same answer --------------------------
 
 PLAIN_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='"\\',
-                           min_codepoint=0x20),
-    max_size=12)
+    alphabet=st.characters(
+        blacklist_categories=("Cs",), blacklist_characters='"\\', min_codepoint=0x20
+    ),
+    max_size=12,
+)
 IDS = st.one_of(
     st.integers(min_value=-(10**18) + 1, max_value=10**18 - 1),
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.just(None), PLAIN_TEXT, st.text(max_size=6),
+    st.just(None),
+    PLAIN_TEXT,
+    st.text(max_size=6),
     st.floats(allow_nan=False, allow_infinity=False),
 )
-METHODS = st.sampled_from(["pre", "echo", "viewer_only", "admin_only", "crash", "rpc_fail",
-                           "authenticate", "Pre", "pre ", "ünïcode"])
+METHODS = st.sampled_from(
+    [
+        "pre",
+        "echo",
+        "viewer_only",
+        "admin_only",
+        "crash",
+        "rpc_fail",
+        "authenticate",
+        "Pre",
+        "pre ",
+        "ünïcode",
+    ]
+)
 WS = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
 
 
 @settings(max_examples=250, deadline=None)
-@given(method=METHODS, request_id=IDS, has_id=st.booleans(), order=st.permutations([0, 1, 2]),
-       ws=st.lists(WS, min_size=12, max_size=12), role=st.sampled_from([0, 1, 3]))
+@given(
+    method=METHODS,
+    request_id=IDS,
+    has_id=st.booleans(),
+    order=st.permutations([0, 1, 2]),
+    ws=st.lists(WS, min_size=12, max_size=12),
+    role=st.sampled_from([0, 1, 3]),
+)
 def test_simple_request_equals_its_general_form(method, request_id, has_id, order, ws, role):
     """`{"jsonrpc","method","id"}` in any key order and spacing answers exactly like the same
     request with `"params":{}` added (which no shortcut can take)."""
     # (key, value) pairs; the spacing goes around the colon when rendered. No %-templates:
     # the id itself may contain "%".
-    members = [(b'"jsonrpc"', b'"2.0"'), (b'"method"', json.dumps(method).encode()),
-               (b'"id"', json.dumps(request_id).encode())]
+    members = [
+        (b'"jsonrpc"', b'"2.0"'),
+        (b'"method"', json.dumps(method).encode()),
+        (b'"id"', json.dumps(request_id).encode()),
+    ]
     if not has_id:
         members[2] = None
 
@@ -545,7 +631,15 @@ def test_simple_request_equals_its_general_form(method, request_id, has_id, orde
         if role:
             ctx.set_session(object(), role, 0.0)
         out = d.handle(ctx, render(extra))
-        results.append((None if out is None else json.loads(out), rec.calls,
-                        d.total_requests, d.total_errors, d.error_counts, ctx.error_count))
+        results.append(
+            (
+                None if out is None else json.loads(out),
+                rec.calls,
+                d.total_requests,
+                d.total_errors,
+                d.error_counts,
+                ctx.error_count,
+            )
+        )
     simple, general = results
     assert simple == general

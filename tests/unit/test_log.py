@@ -11,7 +11,7 @@ import re
 import secrets
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -67,9 +67,9 @@ def make_jwt() -> str:
 
 
 def test_json_line_shape(out):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     get_logger("server").info("listening on %s:%d", "0.0.0.0", 8002, extra={"port": 8002})
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     (line,) = lines(out)
     assert list(line) == ["ts", "level", "logger", "msg", "port"]
     assert line["level"] == "info"
@@ -77,14 +77,14 @@ def test_json_line_shape(out):
     assert line["msg"] == "listening on 0.0.0.0:8002"
     assert line["port"] == 8002
     assert TS_RE.match(line["ts"])
-    stamped = datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    stamped = datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     # Millisecond resolution, rounded: allow one millisecond either side.
     assert before - timedelta(milliseconds=1) <= stamped <= after + timedelta(milliseconds=1)
 
 
 @pytest.mark.parametrize(
-    ("method", "level"), [("debug", "debug"), ("warning", "warning"), ("error", "error"),
-                          ("critical", "critical")]
+    ("method", "level"),
+    [("debug", "debug"), ("warning", "warning"), ("error", "error"), ("critical", "critical")],
 )
 def test_level_names_are_lower_case(out, method, level):
     getattr(get_logger("x"), method)("m")
@@ -96,7 +96,7 @@ def test_timestamp_is_utc_even_with_a_local_time_zone(monkeypatch):
     time.tzset()
     try:
         moment = 1795000000.123
-        expected = datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        expected = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         assert format_timestamp(moment) == expected + ".123Z"
         assert format_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
         assert format_timestamp(86399.9994) == "1970-01-01T23:59:59.999Z"
@@ -136,8 +136,9 @@ def test_values_json_cannot_hold_are_kept_readable(out):
             return "Camera(/dev/video0)"
 
     huge = 2**70
-    get_logger("x").info("m", extra={"id": huge, "cam": Camera(), "raw": b"\xffab",
-                                     "ids": (1, 2), "tags": {"a"}})
+    get_logger("x").info(
+        "m", extra={"id": huge, "cam": Camera(), "raw": b"\xffab", "ids": (1, 2), "tags": {"a"}}
+    )
     line = lines(out)[0]
     assert line["id"] == str(huge)
     assert line["cam"] == "Camera(/dev/video0)"
@@ -296,11 +297,21 @@ def test_api_key_in_extra_fields_and_nested_structures(out):
         "authenticate",
         extra={
             "api_key": api_key,
-            "params": {"auth_token": api_key, "auth_type": "api_key",
-                       "headers": [{"Authorization": f"Bearer {api_key}"}]},
+            "params": {
+                "auth_token": api_key,
+                "auth_type": "api_key",
+                "headers": [{"Authorization": f"Bearer {api_key}"}],
+            },
             "key_id": "k-123",
-            "client": {"x-api-key": api_key, "refresh_token": api_key, "password": "pw",
-                       "Secret": "s", "jwt_secret": "j", "token": "t", "key": "k"},
+            "client": {
+                "x-api-key": api_key,
+                "refresh_token": api_key,
+                "password": "pw",
+                "Secret": "s",
+                "jwt_secret": "j",
+                "token": "t",
+                "key": "k",
+            },
         },
     )
     assert api_key not in out.getvalue()
@@ -312,9 +323,10 @@ def test_api_key_in_extra_fields_and_nested_structures(out):
         "headers": [{"Authorization": REDACTED}],
     }
     assert line["key_id"] == "k-123"
-    assert line["client"] == {k: REDACTED for k in
-                              ("x-api-key", "refresh_token", "password", "Secret",
-                               "jwt_secret", "token", "key")}
+    assert line["client"] == {
+        k: REDACTED
+        for k in ("x-api-key", "refresh_token", "password", "Secret", "jwt_secret", "token", "key")
+    }
 
 
 def test_exception_text_is_redacted(out, monkeypatch):
@@ -353,8 +365,7 @@ def test_redact_value_limits_depth_and_keeps_numbers():
     for _ in range(8):
         result = result["next"]
     assert result == "[...]"
-    assert redact_value({1: 2.5, "ok": True, "none": None}) == {"1": 2.5, "ok": True,
-                                                                "none": None}
+    assert redact_value({1: 2.5, "ok": True, "none": None}) == {"1": 2.5, "ok": True, "none": None}
 
 
 def test_jwt_like_strings_without_three_segments_stay():
@@ -376,8 +387,9 @@ class CountingArg:
 
 
 def test_disabled_level_does_no_work(tmp_path, monkeypatch):
-    configure_logging(LoggingSettings(level="warning", file=str(tmp_path / "cs.log")),
-                      stream=io.StringIO())
+    configure_logging(
+        LoggingSettings(level="warning", file=str(tmp_path / "cs.log")), stream=io.StringIO()
+    )
     # Only our handlers: pytest's capture handlers would format the record on their own.
     monkeypatch.setattr(logging.getLogger(), "handlers", our_handlers())
     logger = get_logger("rpc")
@@ -393,8 +405,11 @@ def test_disabled_level_does_no_work(tmp_path, monkeypatch):
 
 
 def our_handlers() -> list[logging.Handler]:
-    return [h for h in logging.getLogger().handlers
-            if any(isinstance(f, log_module.RedactionFilter) for f in h.filters)]
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, log_module.RedactionFilter) for f in h.filters)
+    ]
 
 
 def test_configure_is_idempotent_and_reset_restores_levels():

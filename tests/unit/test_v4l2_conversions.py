@@ -7,6 +7,7 @@ import pickle
 from fractions import Fraction
 
 import pytest
+
 from camera_service.devices._native import ffi, lib
 from camera_service.devices.errors import (
     DeviceBusy,

@@ -138,7 +138,9 @@ def _parse(raw: bytes, path: str) -> list[ApiKeyEntry]:
         raise ApiKeyStoreError(f"{path}: expected an object with a 'keys' list")
     if doc.get("version") != FILE_VERSION:
         raise ApiKeyStoreError(f"{path}: unsupported version {doc.get('version')!r}")
-    entries = [ApiKeyEntry.from_json(item, f"{path}: keys[{i}]") for i, item in enumerate(doc["keys"])]
+    entries = [
+        ApiKeyEntry.from_json(item, f"{path}: keys[{i}]") for i, item in enumerate(doc["keys"])
+    ]
     if len({e.key_id for e in entries}) != len(entries):
         raise ApiKeyStoreError(f"{path}: duplicate key_id")
     if len({e.hash for e in entries}) != len(entries):
@@ -357,4 +359,3 @@ class _DirLock:
 
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)  # closing releases the lock
-

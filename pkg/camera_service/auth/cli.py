@@ -62,14 +62,22 @@ def add_token_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--role", required=True, choices=ROLE_NAMES)
     parser.add_argument("--user", required=True, help="user_id claim")
     parser.add_argument(
-        "--ttl", type=parse_ttl, default=parse_ttl("24h"),
+        "--ttl",
+        type=parse_ttl,
+        default=parse_ttl("24h"),
         help="lifetime: seconds or 90s / 15m / 24h / 7d (default 24h)",
     )
     return parser
 
 
-def run_token(args: argparse.Namespace, security: Any, *, out: TextIO | None = None,
-              err: TextIO | None = None, env: Any = None) -> int:
+def run_token(
+    args: argparse.Namespace,
+    security: Any,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    env: Any = None,
+) -> int:
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -97,8 +105,13 @@ def add_apikey_parser(subparsers: Any) -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=ROLE_NAMES)
     create.add_argument("--name", required=True, help="label shown in listings and logs")
     create.add_argument(
-        "--expires-days", "--expires", dest="expires_days", type=_positive_int, default=None,
-        metavar="DAYS", help="days until the key expires (default: never)",
+        "--expires-days",
+        "--expires",
+        dest="expires_days",
+        type=_positive_int,
+        default=None,
+        metavar="DAYS",
+        help="days until the key expires (default: never)",
     )
 
     listing = commands.add_parser("list", help="list keys (never the keys themselves)")
@@ -109,8 +122,9 @@ def add_apikey_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run_apikey(args: argparse.Namespace, security: Any, *, out: TextIO | None = None,
-               err: TextIO | None = None) -> int:
+def run_apikey(
+    args: argparse.Namespace, security: Any, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:

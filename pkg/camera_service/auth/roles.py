@@ -28,4 +28,6 @@ def role_level(name: str) -> int:
     try:
         return ROLE_LEVELS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown role: {name!r} (expected one of {', '.join(ROLE_NAMES)})") from None
+        raise ValueError(
+            f"unknown role: {name!r} (expected one of {', '.join(ROLE_NAMES)})"
+        ) from None

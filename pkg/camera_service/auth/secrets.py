@@ -135,7 +135,9 @@ def _read_state_secret(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise JwtSecretError(f"JWT secret {path!r} cannot be opened: {exc.strerror or exc}") from None
+        raise JwtSecretError(
+            f"JWT secret {path!r} cannot be opened: {exc.strerror or exc}"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -194,7 +196,7 @@ def write_private_file(path: str, data: bytes, *, replace: bool) -> bool:
             os.fchmod(fd, 0o600)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -226,4 +228,6 @@ def _publish_new_file(path: str, data: bytes) -> bool:
     try:
         return write_private_file(path, data, replace=False)
     except OSError as exc:
-        raise JwtSecretError(f"JWT secret {path!r} cannot be written: {exc.strerror or exc}") from None
+        raise JwtSecretError(
+            f"JWT secret {path!r} cannot be written: {exc.strerror or exc}"
+        ) from None

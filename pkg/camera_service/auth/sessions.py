@@ -10,7 +10,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .roles import PERMISSIONS, role_level
@@ -30,7 +30,7 @@ class AuthenticationFailed(Exception):
 
 def format_utc(ts: float) -> str:
     """Epoch seconds as ISO-8601 UTC with a `Z` suffix and no fraction (PROTOCOL 4.2)."""
-    return datetime.fromtimestamp(math.floor(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(math.floor(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_utc(text: str) -> float:

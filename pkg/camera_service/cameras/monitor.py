@@ -356,8 +356,11 @@ class CameraMonitor:
             digits = m.group(1) if m else ""
         # ASCII digits only: str.isdigit() also accepts "²" or Arabic-Indic digits. No node
         # number has more than 9 digits (and int() refuses thousands of them).
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 9 or (
-                len(digits) > 1 and digits[0] == "0"):
+        if (
+            not (digits.isascii() and digits.isdigit())
+            or len(digits) > 9
+            or (len(digits) > 1 and digits[0] == "0")
+        ):
             return None
         return int(digits)
 

@@ -52,15 +52,21 @@ class CameraApi:
     def _camera(self, params: dict[str, Any]) -> Camera:
         device = params.get("device")
         if device is None:
-            raise invalid_params("device is required: a device path such as /dev/video0 or a "
-                                 "stream name such as camera0")
+            raise invalid_params(
+                "device is required: a device path such as /dev/video0 or a "
+                "stream name such as camera0"
+            )
         if not isinstance(device, str):
             raise invalid_params(f"device must be a string, got {type(device).__name__}")
         camera = self.monitor.get(device)
         if camera is None:
-            raise RpcError(CAMERA_NOT_FOUND, data={
-                "reason": "no camera with this device path or stream name",
-                "device": device[:256]})
+            raise RpcError(
+                CAMERA_NOT_FOUND,
+                data={
+                    "reason": "no camera with this device path or stream name",
+                    "device": device[:256],
+                },
+            )
         return camera
 
     def get_camera_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,11 @@ class CallContext:
     closed: bool
     close_after_response: tuple[int, str] | None
     def __init__(
-        self, client_id: str, send: Any = ..., close: Any = ..., services: Any = ...,
+        self,
+        client_id: str,
+        send: Any = ...,
+        close: Any = ...,
+        services: Any = ...,
         bucket: Any = ...,
     ) -> None: ...
     def set_session(self, session: Any, role_level: int, expires_at: float) -> None: ...
@@ -55,7 +59,10 @@ class Dispatcher:
     total_requests: int
     total_errors: int
     def __init__(
-        self, methods: Iterable[MethodEntry], max_batch: int = ..., authorizer: Any = ...,
+        self,
+        methods: Iterable[MethodEntry],
+        max_batch: int = ...,
+        authorizer: Any = ...,
         services: Any = ...,
     ) -> None: ...
     @property

@@ -273,8 +273,7 @@ cdef inline Py_ssize_t _plain_string_end(const char* p, Py_ssize_t i, Py_ssize_t
 cdef inline Py_ssize_t _simple_id_end(const char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
     """End of an id at i that can be echoed byte for byte: null, a plain string, or an
     integer in JSON's grammar of at most 18 digits (exact in every client). -1 otherwise."""
-    cdef Py_ssize_t start = i, digits
-    cdef Py_ssize_t end
+    cdef Py_ssize_t digits, end
     if p[i] == b'"':
         end = _plain_string_end(p, i + 1, n)
         return -1 if end < 0 else end + 1
@@ -451,7 +450,8 @@ cdef class Dispatcher:
                 (<MethodEntry>entry).errors += 1
                 if not has_id:
                     return None
-                return _encode_error(INVALID_PARAMS, MESSAGES[INVALID_PARAMS], _NAMED_PARAMS, id_json)
+                return _encode_error(
+                    INVALID_PARAMS, MESSAGES[INVALID_PARAMS], _NAMED_PARAMS, id_json)
             if (<MethodEntry>entry).role_level:
                 self._authorize(ctx, <MethodEntry>entry, <dict>params)
         except RpcError as exc:
@@ -617,7 +617,8 @@ cdef class Dispatcher:
 
     cdef object _envelope_error(self, CallContext ctx, str reason, bytes id_json):
         self._count_error(INVALID_REQUEST, ctx)
-        return _encode_error(INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": reason}, id_json)
+        return _encode_error(
+            INVALID_REQUEST, MESSAGES[INVALID_REQUEST], {"reason": reason}, id_json)
 
     cdef void _count_request(self, CallContext ctx):
         ctx.request_count += 1

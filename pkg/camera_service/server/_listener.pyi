@@ -4,7 +4,9 @@ from typing import Any
 from camera_service.rpc._jsonrpc import CallContext, Dispatcher
 
 def is_valid_utf8(data: bytes) -> bool: ...
-def fan_out(listeners: Iterable[RpcListener], data: bytes, role_at_least: int, now: float) -> int: ...
+def fan_out(
+    listeners: Iterable[RpcListener], data: bytes, role_at_least: int, now: float
+) -> int: ...
 
 class DispatchState:
     dispatching: int
@@ -22,8 +24,13 @@ class LatencyHistogram:
 class RpcListener:
     ctx: CallContext
     def __init__(
-        self, dispatcher: Dispatcher, table: DispatchState, latency: LatencyHistogram,
-        max_message_bytes: int, max_send_buffer_bytes: int, ctx: CallContext,
+        self,
+        dispatcher: Dispatcher,
+        table: DispatchState,
+        latency: LatencyHistogram,
+        max_message_bytes: int,
+        max_send_buffer_bytes: int,
+        ctx: CallContext,
     ) -> None: ...
     def send_message(self, data: bytes) -> None: ...
     def close_with(self, code: int, reason: str) -> None: ...

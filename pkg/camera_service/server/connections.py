@@ -17,8 +17,12 @@ class ConnectionTable(DispatchState):
     wait until that request's response has been written (PROTOCOL section 1, Ordering).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ping_interval: float = 30.0,
-                 ping_timeout: float = 10.0):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 10.0,
+    ):
         super().__init__()
         self.loop = loop
         self.ping_interval = ping_interval
@@ -36,8 +40,9 @@ class ConnectionTable(DispatchState):
     def _sweep(self) -> None:
         """Keepalive for every connection from one timer, armed only while there are any."""
         self._keepalive = None
-        due = keepalive_sweep(tuple(self._listeners), monotonic(), self.ping_interval,
-                              self.ping_timeout)
+        due = keepalive_sweep(
+            tuple(self._listeners), monotonic(), self.ping_interval, self.ping_timeout
+        )
         if due is not None:
             self._keepalive = self.loop.call_later(max(due - monotonic(), 0.001), self._sweep)
 

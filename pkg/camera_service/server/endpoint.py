@@ -94,9 +94,14 @@ class WebSocketServer:
         )
         self._accepting = True
         scheme = "wss" if ssl_context else "ws"
-        log.info("listening", extra={
-            "url": f"{scheme}://{s.host}:{self.port}{s.websocket_path}",
-            "host": s.host, "port": self.port})
+        log.info(
+            "listening",
+            extra={
+                "url": f"{scheme}://{s.host}:{self.port}{s.websocket_path}",
+                "host": s.host,
+                "port": self.port,
+            },
+        )
 
     def _route(self, request: Any) -> Any:
         # picows answers 500 with the exception text if this raises: it must never raise.
