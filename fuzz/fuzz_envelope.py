@@ -166,7 +166,7 @@ def TestOneInput(data: bytes) -> None:
     try:
         check_reply(service, payload, reply)
     except Unjudgeable:
-        return  # an input class pinned as a known bug elsewhere (see fuzz/README.md)
+        return  # an input the oracle cannot judge (see fuzz/README.md)
 
 
 def main() -> None:

@@ -242,22 +242,10 @@ def reference_decode(payload: bytes) -> Any:
         raise Unjudgeable("nesting deeper than the oracle can decode") from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):
-            # Valid JSON the dispatcher answers -32700: known bug, pinned by xfail tests.
-            raise Unjudgeable("integer literal of more than 4300 digits (known bug)") from None
-        if _decodes_as_utf16_or_32(payload):
-            # UTF-16/32 text inside a valid-UTF-8 frame: known bug, pinned by xfail tests.
-            raise Unjudgeable("UTF-16/UTF-32 encoded JSON (known bug)") from None
+            # Valid JSON beyond int()'s digit limit: the oracle cannot build the value to
+            # compare with; tests/security/test_hostile_input.py checks the exact echo.
+            raise Unjudgeable("integer literal of more than 4300 digits") from None
         return _NOT_JSON
-
-
-def _decodes_as_utf16_or_32(payload: bytes) -> bool:
-    if json.detect_encoding(payload) in ("utf-8", "utf-8-sig"):
-        return False
-    try:
-        json.loads(payload, parse_constant=_reject_constant, parse_float=_strict_float)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
-        return False
-    return True
 
 
 class Ok:
@@ -342,8 +330,6 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
             return Err(None, -32602, reason="device")
         if type(device) is not str:
             return Err(None, -32602, reason="device")
-        if _is_huge_decimal_device(service, device):
-            raise Unjudgeable("device with more than 4300 digits (known bug)")
         return Err(None, -1000, device=device[:256])  # no camera exists in the fuzz service
     if method == "get_metrics":
         return Ok(None, check=lambda r: set(r) == METRICS_KEYS)
@@ -358,14 +344,6 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
         )
     assert method == "get_server_info"
     return Ok(None, check=lambda r: set(r) == SERVER_INFO_KEYS and r["name"] == "Camera Service")
-
-
-def _is_huge_decimal_device(service: FuzzService, device: str) -> bool:
-    if device.startswith("camera"):
-        digits = device[6:]
-    else:
-        digits = device.rpartition("/")[2].removeprefix("video")
-    return len(digits) > 4300 and digits.isascii() and digits.isdigit()
 
 
 def _authenticated(role: str, token: str):

@@ -643,3 +643,18 @@ def test_simple_request_equals_its_general_form(method, request_id, has_id, orde
         )
     simple, general = results
     assert simple == general
+
+
+def test_leading_byte_order_mark_is_ignored_and_utf16_is_not_json():
+    """RFC 8259 8.1 lets a parser ignore a BOM; UTF-16 text is not a UTF-8 JSON text."""
+    d, _ = build()
+    ctx, _ = new_ctx()
+    with_bom = "\ufeff".encode() + req("pre", 7)
+    assert orjson.loads(d.handle(ctx, with_bom)) == {
+        "jsonrpc": "2.0",
+        "result": {"cached": [1, 2, 3]},
+        "id": 7,
+    }
+    utf16 = req("pre", 8).decode().encode("utf-16-le")
+    error = orjson.loads(d.handle(ctx, utf16))
+    assert (error["error"]["code"], error["id"]) == (-32700, None)

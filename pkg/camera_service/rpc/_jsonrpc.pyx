@@ -217,9 +217,13 @@ cdef object _decode_exact(bytes payload):
 
     orjson turns integers beyond 64 bits into floats and refuses lone surrogate escapes; both
     are valid JSON and a client may use them in an `id`, which must be echoed exactly. The
-    payload is decoded as UTF-8 first: given bytes, json.loads would also accept UTF-16/32.
+    payload is decoded as UTF-8 first (given bytes, json.loads would also accept UTF-16/32);
+    a leading byte order mark is ignored, as RFC 8259 section 8.1 allows.
     """
-    return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant,
+    text = payload.decode("utf-8")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return json.loads(text, parse_constant=_reject_constant,
                       parse_float=_parse_float_strict, parse_int=_parse_int)
 
 
