@@ -429,7 +429,11 @@ def configure_logging(
     ours = logging.getLogger(ROOT_LOGGER_NAME)
     with _setup_lock:
         if _saved_levels is None:
-            _saved_levels = {"": root.level, ROOT_LOGGER_NAME: ours.level}
+            _saved_levels = {
+                "": root.level,
+                ROOT_LOGGER_NAME: ours.level,
+                "picows": logging.getLogger("picows").level,
+            }
         old = list(_installed)
         _installed[:] = handlers
         for handler in handlers:
@@ -438,6 +442,10 @@ def configure_logging(
             root.removeHandler(handler)
         root.setLevel(level)
         ours.setLevel(level)
+        # picows logs every connection and disconnection at info: only worth it when debugging.
+        logging.getLogger("picows").setLevel(
+            level if level <= logging.DEBUG else max(level, logging.WARNING)
+        )
     for handler in old:
         handler.close()
 
@@ -454,6 +462,7 @@ def reset_logging() -> None:
         if _saved_levels is not None:
             root.setLevel(_saved_levels[""])
             logging.getLogger(ROOT_LOGGER_NAME).setLevel(_saved_levels[ROOT_LOGGER_NAME])
+            logging.getLogger("picows").setLevel(_saved_levels["picows"])
             _saved_levels = None
     for handler in old:
         handler.close()

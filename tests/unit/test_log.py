@@ -515,3 +515,20 @@ def test_forked_child_gets_its_own_correlation_prefix():
     prefix, counter = child_id.split("-")
     assert prefix != parent
     assert counter == "1"
+
+
+def test_picows_connection_chatter_only_in_debug():
+    import logging
+    from types import SimpleNamespace
+
+    from camera_service.log import configure_logging, reset_logging
+
+    try:
+        configure_logging(SimpleNamespace(level="info", format="json", file=None))
+        assert logging.getLogger("picows").getEffectiveLevel() == logging.WARNING
+        configure_logging(SimpleNamespace(level="debug", format="json", file=None))
+        assert logging.getLogger("picows").getEffectiveLevel() == logging.DEBUG
+        configure_logging(SimpleNamespace(level="error", format="json", file=None))
+        assert logging.getLogger("picows").getEffectiveLevel() == logging.ERROR
+    finally:
+        reset_logging()
