@@ -57,10 +57,10 @@ test: build system-deps
 
 # Line coverage of the Cython modules too: rebuild with line tracing, measure, rebuild normally.
 cov-cython: install system-deps
-	CAMERA_SERVICE_LINETRACE=1 $(PY) setup.py -q build_ext --inplace --force
+	CAMERA_SERVICE_LINETRACE=1 CAMERA_SERVICE_FORCE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force
 	$(PY) -m pytest -p no:cacheprovider --cov=camera_service --cov-config=conf/coveragerc-cython \
 		--cov-report=term $(PYTEST_ARGS); status=$$?; \
-	$(PY) setup.py -q build_ext --inplace --force; exit $$status
+	CAMERA_SERVICE_FORCE_CYTHON=1 $(PY) setup.py -q build_ext --inplace --force; exit $$status
 
 lint: install
 	$(PIP) install -q 'ruff>=0.5' 'mypy>=1.10' 'cython-lint>=0.16' pycodestyle

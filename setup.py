@@ -3,6 +3,7 @@
 Switches come from environment variables, never argv (pip and cibuildwheel own argv):
   CAMERA_SERVICE_LINETRACE=1  build Cython modules with line tracing (for `make cov-cython`)
   CAMERA_SERVICE_DEBUG=1      -O0 -g, no Cython annotations stripped
+  CAMERA_SERVICE_FORCE_CYTHON=1  regenerate the C of every .pyx (switching line tracing on/off)
 """
 
 import os
@@ -49,6 +50,7 @@ def cython_extensions():
         compiler_directives=directives,
         include_path=["pkg"],
         annotate=os.environ.get("CAMERA_SERVICE_ANNOTATE") == "1",
+        force=os.environ.get("CAMERA_SERVICE_FORCE_CYTHON") == "1",
     )
 
 
