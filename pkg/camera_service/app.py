@@ -76,9 +76,8 @@ class Services:
         return time.monotonic() - self.started_monotonic
 
 
-def new_bucket(security: Any) -> TokenBucket | None:
-    if security.rate_limit_rpm <= 0 or security.rate_limit_burst <= 0:
-        return None
+def new_bucket(security: Any) -> TokenBucket:
+    """Every connection has a bucket; rpm or burst 0 makes it let everything through."""
     return TokenBucket(security.rate_limit_rpm, security.rate_limit_burst)
 
 
@@ -196,15 +195,9 @@ class Application:
         services.server.apply_settings(new.server)
         if changed & {"security.rate_limit_rpm", "security.rate_limit_burst"}:
             for listener in services.server.table:
-                ctx = listener.ctx
-                if ctx.bucket is None:
-                    ctx.bucket = new_bucket(new.security)
-                elif new_bucket(new.security) is None:
-                    ctx.bucket = None
-                else:
-                    ctx.bucket.reconfigure(
-                        new.security.rate_limit_rpm, new.security.rate_limit_burst
-                    )
+                listener.ctx.bucket.reconfigure(
+                    new.security.rate_limit_rpm, new.security.rate_limit_burst
+                )
         if changed & {"logging.level", "logging.format"}:
             configure_logging(new.logging)
         if any(key.startswith("media.") for key in changed):

@@ -40,14 +40,7 @@ FD_BOUND = 5  # fds: end count within baseline +- 5
 RSS_BOUND_MB = 8.0  # RSS of this process may grow by less than this much over one test
 NO_DEVICE_INFO = {"driver": "", "card": "", "bus_info": "", "driver_version": ""}
 QUIET = 0.3  # after the last expected notification, how long nothing more may arrive
-ALL_IOCTLS = (
-    "VIDIOC_QUERYCAP",
-    "VIDIOC_ENUM_FMT",
-    "VIDIOC_ENUM_FRAMESIZES",
-    "VIDIOC_ENUM_FRAMEINTERVALS",
-    "VIDIOC_G_FMT",
-    "VIDIOC_G_PARM",
-)
+ALL_IOCTLS = fakecams.PROBE_IOCTLS
 
 
 # ---- expected wire objects -----------------------------------------------------------------

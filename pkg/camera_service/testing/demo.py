@@ -59,10 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", metavar="FILE", help="service configuration (TOML)")
     args = parser.parse_args(argv)
 
-    reason = fakecams.fuse_unavailable_reason()
-    if reason:
-        print(f"demo: cannot mount fake cameras: {reason}", file=sys.stderr)
-        return 1
     try:
         mount = fakecams.FakeV4L2Mount.start()
     except fakecams.FuseUnavailable as exc:

@@ -52,6 +52,17 @@ UVC_VIDEO_NODE_CAPS = CAP_VIDEO_CAPTURE | CAP_STREAMING | CAP_EXT_PIX_FORMAT
 UVC_META_NODE_CAPS = CAP_META_CAPTURE | CAP_STREAMING | CAP_EXT_PIX_FORMAT
 
 
+# The six ioctls a probe makes; the fake answers these (and fault specs name them).
+PROBE_IOCTLS = (
+    "VIDIOC_QUERYCAP",
+    "VIDIOC_ENUM_FMT",
+    "VIDIOC_ENUM_FRAMESIZES",
+    "VIDIOC_ENUM_FRAMEINTERVALS",
+    "VIDIOC_G_FMT",
+    "VIDIOC_G_PARM",
+)
+
+
 def kernel_version(major: int, minor: int, patch: int) -> int:
     return (major << 16) | (minor << 8) | patch
 
@@ -255,15 +266,7 @@ def busy_camera() -> dict:
 def eintr_camera(times: int = 3) -> dict:
     """Every ioctl kind answers EINTR `times` times per open before answering normally."""
     spec = uvc_camera(card="Fake Interrupted Camera")
-    names = [
-        "VIDIOC_QUERYCAP",
-        "VIDIOC_ENUM_FMT",
-        "VIDIOC_ENUM_FRAMESIZES",
-        "VIDIOC_ENUM_FRAMEINTERVALS",
-        "VIDIOC_G_FMT",
-        "VIDIOC_G_PARM",
-    ]
-    spec["faults"] = {"ioctl_eintr": {name: times for name in names}}
+    spec["faults"] = {"ioctl_eintr": {name: times for name in PROBE_IOCTLS}}
     return spec
 
 
