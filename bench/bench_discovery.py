@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from camera_service.cameras.monitor import CameraEvent, CameraMonitor
+from camera_service.cameras.monitor import CameraChanged, CameraMonitor
 from camera_service.devices import v4l2
 from camera_service.testing import fakecams
 
@@ -91,7 +91,7 @@ async def bench_hotplug(mount: fakecams.FakeV4L2Mount, plugs: int) -> dict[str, 
     await monitor.wait_ready(10)
     waiting: dict[str, asyncio.Future[float]] = {}
 
-    def on_event(event: CameraEvent) -> None:
+    def on_event(event: CameraChanged) -> None:
         fut = waiting.pop(event.kind, None)
         if fut is not None and not fut.done():
             fut.set_result(time.perf_counter())

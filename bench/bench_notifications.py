@@ -99,7 +99,7 @@ def server_main(conn, dev_dir: str, state_dir: str, max_connections: int) -> Non
     async def main() -> None:
         app = Application(config, env={})
         await app.start()
-        await app.services.monitor.wait_ready(10)
+        await app.monitor.wait_ready(10)
         conn.send(("ready", app.port, uvloop_used))
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -25,8 +25,8 @@ from typing import Any
 import jwt
 
 from camera_service.app import Application
+from camera_service.auth.gate import bind_session
 from camera_service.config import load_config
-from camera_service.methods.core import bind_session
 from camera_service.rpc._jsonrpc import CallContext
 
 SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
@@ -130,8 +130,7 @@ class FuzzService:
         self.loop = asyncio.new_event_loop()
         self.app = Application(config, env={})
         self.loop.run_until_complete(self.app.start())
-        self.services = self.app.services
-        self.dispatcher = self.services.dispatcher
+        self.dispatcher = self.app.dispatcher
         self.device_dir = device_dir
         # Tokens the generators may put anywhere: real ones of each role, and bad ones.
         self.valid_tokens = {mint(role, f"{role}-fuzz"): role for role in ROLE_LEVEL}
@@ -142,9 +141,8 @@ class FuzzService:
             "a.b.c",
             "k" * 40,
         ]
-        self._admin_session = self.services.authenticator.authenticate(mint("admin", "root"))
+        self._admin_session = self.app.authenticator.authenticate(mint("admin", "root"))
         self.sent: list[bytes] = []
-        self.closed: list[tuple[int, str]] = []
 
     @property
     def tokens(self) -> list[str]:
@@ -155,8 +153,6 @@ class FuzzService:
         ctx = CallContext(
             f"fuzz{uuid.uuid4().hex[:8]}",
             send=self.sent.append,
-            close=lambda code, reason: self.closed.append((code, reason)),
-            services=self.services,
             bucket=None,
         )
         bind_session(ctx, self._admin_session)

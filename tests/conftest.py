@@ -208,3 +208,12 @@ async def raw_connect(app):
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    """Wait for `predicate()` to become true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -545,10 +545,6 @@ class ConfigWatcher:
     kept at their running values. An invalid file is logged once and changes nothing.
     """
 
-    # Editors save by writing in place (CLOSE_WRITE) or by writing a temporary file and
-    # renaming it over the original (MOVED_TO), so the directory is watched, not the inode.
-    WATCH_MASK_NAMES = ("IN_CLOSE_WRITE", "IN_MOVED_TO", "IN_CREATE", "IN_DELETE")
-
     def __init__(
         self,
         path: str | os.PathLike[str] | None,
@@ -570,12 +566,9 @@ class ConfigWatcher:
             initial if initial is not None else load_config(self._path, env, overrides)
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inotify: Any = None
-        self._watch_name: str | None = None
+        self._file_watch: Any = None
         self._signal_installed = False
         self._timer: asyncio.TimerHandle | None = None
-        self._ignored_mask = 0
-        self._overflow_mask = 0
 
     @property
     def watched_path(self) -> str | None:
@@ -590,23 +583,11 @@ class ConfigWatcher:
         target = self.watched_path
         if target is not None:
             # Imported here so that loading a config never needs the compiled binding.
-            from camera_service.devices import inotify
+            from camera_service.devices.inotify import FileWatch
 
-            directory, name = os.path.split(os.path.abspath(target))
-            mask = 0
-            for mask_name in self.WATCH_MASK_NAMES:
-                mask |= getattr(inotify, mask_name)
-            watcher = inotify.InotifyWatcher()
-            try:
-                watcher.add_watch(directory, mask)
-                loop.add_reader(watcher.fileno(), self._on_readable)
-            except BaseException:
-                watcher.close()
-                raise
-            self._inotify = watcher
-            self._watch_name = name
-            self._ignored_mask = inotify.IN_IGNORED
-            self._overflow_mask = inotify.IN_Q_OVERFLOW
+            watch = FileWatch(target, self._schedule_reload, self._on_directory_gone)
+            watch.start(loop)
+            self._file_watch = watch
         self._loop = loop
         try:
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -620,11 +601,9 @@ class ConfigWatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._inotify is not None:
-            if loop is not None and not loop.is_closed():
-                loop.remove_reader(self._inotify.fileno())
-            self._inotify.close()
-            self._inotify = None
+        if self._file_watch is not None:
+            self._file_watch.stop()
+            self._file_watch = None
         if self._signal_installed and loop is not None and not loop.is_closed():
             loop.remove_signal_handler(signal.SIGHUP)
         self._signal_installed = False
@@ -670,21 +649,14 @@ class ConfigWatcher:
         self._log.info("SIGHUP received, reloading configuration")
         self.reload()
 
-    def _on_readable(self) -> None:
-        relevant = False
-        for event in self._inotify.read_events():
-            if event.mask & self._overflow_mask or event.name == self._watch_name:
-                relevant = True
-            elif event.mask & self._ignored_mask:
-                # The directory itself went away (deleted or unmounted): the kernel dropped the
-                # watch, so only SIGHUP can trigger reloads from now on.
-                self._log.warning(
-                    "configuration directory of %s is gone; file changes are no longer "
-                    "watched, SIGHUP still reloads",
-                    self.watched_path,
-                )
-        if relevant:
-            self._schedule_reload()
+    def _on_directory_gone(self) -> None:
+        # The directory itself went away (deleted or unmounted): the kernel dropped the watch,
+        # so only SIGHUP can trigger reloads from now on.
+        self._log.warning(
+            "configuration directory of %s is gone; file changes are no longer "
+            "watched, SIGHUP still reloads",
+            self.watched_path,
+        )
 
     def _schedule_reload(self) -> None:
         # One save is often several events spread over a few reads (create, write, rename);

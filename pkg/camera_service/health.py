@@ -1,51 +1,30 @@
-"""`/health`, `/health/ready` and `/metrics` on the WebSocket port (PROTOCOL.md section 7)."""
+"""The one place that decides how healthy the service is (`/health` and `get_status` agree)."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from camera_service.metrics import prometheus_text
-from camera_service.server import http
+from camera_service.cameras.model import ERROR
+
+if TYPE_CHECKING:
+    from camera_service.cameras.monitor import CameraMonitor
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+def service_health(monitor: CameraMonitor) -> str:
+    """unhealthy: the camera monitor is not running (stopped or failed); degraded: some
+    camera is in ERROR; healthy otherwise."""
+    if monitor.state != "running":
+        return UNHEALTHY
+    if any(camera.status == ERROR for camera in monitor.snapshot()):
+        return DEGRADED
+    return HEALTHY
 
 
 def utc_timestamp(ts: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and a `Z` suffix."""
     moment = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def monitor_failed(services: Any) -> bool:
-    monitor = services.monitor
-    return monitor is None or monitor.state == "error"
-
-
-def health_routes(services: Any) -> dict[bytes, Any]:
-    def health(request: Any) -> Any:
-        failed = monitor_failed(services)
-        return http.respond_json(
-            503 if failed else 200,
-            {
-                "status": "unhealthy" if failed else "healthy",
-                "timestamp": utc_timestamp(),
-                "uptime": round(services.uptime(), 3),
-                "version": services.version,
-            },
-        )
-
-    def ready(request: Any) -> Any:
-        monitor = services.monitor
-        is_ready = (
-            services.server is not None
-            and services.server.is_serving
-            and monitor is not None
-            and monitor.first_scan_done
-        )
-        if is_ready:
-            return http.respond_json(200, {"status": "ready"})
-        return http.respond_json(503, {"status": "not_ready"})
-
-    def metrics(request: Any) -> Any:
-        return http.respond(200, prometheus_text(services), http.PROMETHEUS_HEADERS)
-
-    return {b"/health": health, b"/health/ready": ready, b"/metrics": metrics}

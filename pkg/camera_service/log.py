@@ -466,3 +466,23 @@ def reset_logging() -> None:
             _saved_levels = None
     for handler in old:
         handler.close()
+
+
+class LoggingComponent:
+    """Follows the live `logging.level` and `logging.format` keys (the first configuration is
+    applied by the entry point, before anything logs)."""
+
+    def __init__(self, settings: LoggingSettingsLike) -> None:
+        self._settings = settings
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def apply(self, config: Any) -> None:
+        settings = config.logging
+        if (settings.level, settings.format) != (self._settings.level, self._settings.format):
+            configure_logging(settings)
+        self._settings = settings

@@ -8,7 +8,35 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from camera_service.core.component import Passive
+from camera_service.rpc._jsonrpc import MethodEntry, RequestStats
+from camera_service.server._listener import LatencyHistogram
+
+if TYPE_CHECKING:
+    from camera_service.cameras.model import Camera
+    from camera_service.server.connections import ConnectionTable
+
+# Response-time histogram bounds in seconds (also the Prometheus buckets).
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,15 +98,28 @@ def histogram_quantile(bounds: tuple[float, ...], counts: list[int], q: float) -
     return bounds[-1]
 
 
-def request_metrics(services: Any) -> dict[str, Any]:
+class Metrics(Passive):
+    """What the service measures about itself: response times (filled by the listeners),
+    request and error counts (filled by the dispatcher), process CPU and uptime."""
+
+    def __init__(self) -> None:
+        self.latency = LatencyHistogram(LATENCY_BUCKETS)
+        self.requests = RequestStats()
+        self.cpu_meter = CpuMeter()
+        self.started_monotonic = time.monotonic()
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+
+def request_metrics(metrics: Metrics, table: ConnectionTable) -> dict[str, Any]:
     """The `get_metrics` result (PROTOCOL 5.5): times in ms, RSS in MB, CPU in percent."""
-    dispatcher = services.dispatcher
-    latency = services.latency
+    latency = metrics.latency
     counts = latency.counts()
-    requests = dispatcher.total_requests
-    errors = dispatcher.total_errors
+    requests = metrics.requests.total_requests
+    errors = metrics.requests.total_errors
     return {
-        "active_connections": len(services.server.table),
+        "active_connections": len(table),
         "total_requests": requests,
         "average_response_time": round(latency.total / latency.count * 1000, 4)
         if latency.count
@@ -87,8 +128,8 @@ def request_metrics(services: Any) -> dict[str, Any]:
         "p99_response_time": round(histogram_quantile(latency.bounds, counts, 0.99) * 1000, 4),
         "error_rate": round(errors / requests, 6) if requests else 0.0,
         "memory_usage": round(process_rss_bytes() / (1024 * 1024), 2),
-        "cpu_usage": services.cpu_meter.percent(),
-        "uptime": round(services.uptime(), 3),
+        "cpu_usage": metrics.cpu_meter.percent(),
+        "uptime": round(metrics.uptime(), 3),
     }
 
 
@@ -96,7 +137,12 @@ def _escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def prometheus_text(services: Any) -> bytes:
+def prometheus_text(
+    metrics: Metrics,
+    table: ConnectionTable,
+    methods: Iterable[MethodEntry],
+    cameras: Iterable[Camera],
+) -> bytes:
     """Prometheus text exposition format 0.0.4; no camera names, tokens or configuration."""
     lines: list[str] = []
 
@@ -106,36 +152,35 @@ def prometheus_text(services: Any) -> bytes:
         for labels, value in samples:
             lines.append(f"{name}{labels} {value}")
 
-    dispatcher = services.dispatcher
-    server = services.server
+    requests = metrics.requests
     metric(
         "camera_service_connections",
         "gauge",
         "Open WebSocket connections.",
-        [("", len(server.table))],
+        [("", len(table))],
     )
     metric(
         "camera_service_connections_accepted_total",
         "counter",
         "WebSocket connections accepted since start.",
-        [("", server.table.total_connections)],
+        [("", table.total_connections)],
     )
     metric(
         "camera_service_connections_refused_total",
         "counter",
-        "Upgrades refused with 503 because of the connection limit.",
-        [("", server.refused)],
+        "Connections refused with 503 because of the connection limit.",
+        [("", table.refused)],
     )
 
     samples = []
     known = 0
-    for name, entry in sorted(dispatcher.methods.items()):
+    for entry in sorted(methods, key=lambda e: e.name):
         known += entry.calls
-        method = _escape_label(name)
+        method = _escape_label(entry.name)
         samples.append((f'{{method="{method}",outcome="ok"}}', entry.calls - entry.errors))
         samples.append((f'{{method="{method}",outcome="error"}}', entry.errors))
     # Requests that never reached a method: bad envelopes and unknown method names.
-    samples.append(('{method="",outcome="error"}', dispatcher.total_requests - known))
+    samples.append(('{method="",outcome="error"}', requests.total_requests - known))
     metric(
         "camera_service_requests_total",
         "counter",
@@ -146,10 +191,10 @@ def prometheus_text(services: Any) -> bytes:
         "camera_service_errors_total",
         "counter",
         "JSON-RPC error responses by code.",
-        [(f'{{code="{code}"}}', count) for code, count in sorted(dispatcher.error_counts.items())],
+        [(f'{{code="{code}"}}', count) for code, count in sorted(requests.error_counts.items())],
     )
 
-    latency = services.latency
+    latency = metrics.latency
     cumulative = 0
     buckets = []
     counts = latency.counts()
@@ -166,9 +211,8 @@ def prometheus_text(services: Any) -> bytes:
     lines.append(f"{name}_count {latency.count}")
 
     by_status = {"CONNECTED": 0, "ERROR": 0, "DISCONNECTED": 0}
-    if services.monitor is not None:
-        for camera in services.monitor.snapshot():
-            by_status[camera.status] = by_status.get(camera.status, 0) + 1
+    for camera in cameras:
+        by_status[camera.status] = by_status.get(camera.status, 0) + 1
     metric(
         "camera_service_cameras",
         "gauge",
@@ -200,6 +244,6 @@ def prometheus_text(services: Any) -> bytes:
         "camera_service_uptime_seconds",
         "gauge",
         "Seconds since the service started.",
-        [("", round(services.uptime(), 3))],
+        [("", round(metrics.uptime(), 3))],
     )
     return ("\n".join(lines) + "\n").encode()

@@ -223,7 +223,7 @@ async def start_on_fuse(
         **extra,
     }
     app = await start_app(overrides)
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     return app
 
 
@@ -433,7 +433,7 @@ async def test_eio_on_every_ioctl_is_listed_as_error(
         "fps": 0,
         "device_info": NO_DEVICE_INFO,
     }
-    camera = app.services.monitor.get("camera2")
+    camera = app.monitor.get("camera2")
     assert "errno 5" in camera.error and failing[0] in camera.error
 
     # The device recovers (firmware reset); udev's chmod makes the service look again.
@@ -462,7 +462,7 @@ async def test_100_plug_unplug_cycles_under_client_load(start_app, fake_cameras,
     dev = fake_cameras.dev_dir
     app = await start_on_fuse(start_app, dev)
     # Warm the paths up before the baseline (first probe, first broadcast, caches).
-    stream = app.services.monitor.events()
+    stream = app.monitor.events()
     for i in range(5):
         fake_cameras.add("video0", fakecams.uvc_camera(card=f"Warm-up {i}"))
         assert (await asyncio.wait_for(anext(stream), 5)).kind == "CONNECTED"
@@ -534,7 +534,7 @@ async def test_inotify_overflow_forces_a_rescan_that_matches_the_directory(
     finally:
         _sysctl(QUEUE_KNOB, original)
     assert _sysctl(QUEUE_KNOB) == original
-    monitor = app.services.monitor
+    monitor = app.monitor
     assert monitor.overflows == 0
     cs = await clients(app, 5)
     ping = pingers(cs)
@@ -615,7 +615,7 @@ async def test_device_dir_deleted_and_recreated(start_app, fake_cameras, clients
         assert await next_notes(c, 1) == [note(uvc_entry(sub, 2, "DISCONNECTED", name="Back"))]
     await assert_quiet(*cs)
     assert await listed(cs[0]) == camera_list()
-    assert app.services.monitor.state == "running"
+    assert app.monitor.state == "running"
 
     # 4. mkdir again and plug: CONNECTED.
     fake_cameras.mkdir("cams")
@@ -691,10 +691,10 @@ async def test_config_replaced_by_invalid_files_under_load_keeps_the_running_con
     app = Application(load_config(path, env={}), config_path=str(path), env={})
     await app.start()
     try:
-        await app.services.monitor.wait_ready(10)
+        await app.monitor.wait_ready(10)
         cs = await clients(app, 10)
         ping = pingers(cs)
-        running = app.services.config
+        running = app.config
         assert await listed(cs[0]) == camera_list(uvc_entry(dev, 0))
         await asyncio.sleep(0.2)
         before = Usage()
@@ -708,7 +708,7 @@ async def test_config_replaced_by_invalid_files_under_load_keeps_the_running_con
         for i, data in enumerate(invalid, start=1):
             replace_file(path, data)
             await eventually(lambda i=i: len(recorder.messages(logging.ERROR)) == i)
-            assert app.services.config is running
+            assert app.config is running
             assert await listed(cs[i]) == camera_list(uvc_entry(dev, 0))
         # SIGHUP re-reads the (still invalid) file: rejected again, nothing changes.
         os.kill(os.getpid(), signal.SIGHUP)
@@ -718,16 +718,16 @@ async def test_config_replaced_by_invalid_files_under_load_keeps_the_running_con
             m.startswith("configuration reload rejected, keeping the running one: ") for m in errors
         ), errors
         assert "media.hots" in errors[2] and "media.rtsp_port" in errors[3], errors
-        assert app.services.config is running
+        assert app.config is running
         assert await listed(cs[9]) == camera_list(uvc_entry(dev, 0))
 
         # A valid file with a changed live key applies: the URLs change, nothing else does.
         replace_file(path, config_text(tmp_path, dev, "cams.example", 9554).encode())
         new = uvc_entry(dev, 0, host="cams.example", rtsp=9554)
-        await eventually(lambda: app.services.config.media.host == "cams.example")
+        await eventually(lambda: app.config.media.host == "cams.example")
         assert await listed(cs[0]) == camera_list(new)
-        assert app.services.config.media.rtsp_port == 9554
-        assert app.services.config.server.port == running.server.port
+        assert app.config.media.rtsp_port == 9554
+        assert app.config.server.port == running.server.port
         # ... and the notifications of a camera plugged now use them too.
         fake_cameras.add("video1", fakecams.uvc_camera())
         for c in cs:

@@ -250,7 +250,7 @@ async def clients():
 
 async def start_on_fuse(start_app, fake_cameras, extra=None):
     app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir}, **(extra or {})})
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     return app
 
 
@@ -270,7 +270,7 @@ async def call_error(client: RpcClient, method: str, params) -> RpcCallError:
 async def plugged(app, action, count: int = 1, timeout: float = 10.0) -> list:
     """Run `action()` (a plug or unplug) and return the next `count` monitor events."""
     events = []
-    async with app.services.monitor.events() as stream:
+    async with app.monitor.events() as stream:
         action()
 
         async def collect():
@@ -478,7 +478,7 @@ async def test_camera_methods_need_a_session(all_specs_app, clients, method):
 async def test_list_json_is_cached_until_a_change(start_app, fake_cameras, clients):
     fake_cameras.add("video0", fakecams.uvc_camera())
     app = await start_on_fuse(start_app, fake_cameras)
-    api = app.services.camera_api
+    api = app.camera_api
     client = await clients(app)
     dev = fake_cameras.dev_dir
 

@@ -115,7 +115,7 @@ async def test_health_query_string_is_ignored(start_app):
 
 async def test_health_unhealthy_when_the_monitor_failed(start_app):
     app = await start_app()
-    monitor = app.services.monitor
+    monitor = app.monitor
     # The state the monitor takes when inotify stops working (see CameraMonitor._on_readable).
     monitor._state = "error"
     try:
@@ -139,9 +139,9 @@ async def test_not_ready_during_the_first_scan(start_app, fake_cameras):
         assert (status, body) == (503, b'{"status":"not_ready"}')
         assert headers["content-type"].startswith("application/json")
         await asyncio.sleep(0.05)
-    assert not app.services.monitor.first_scan_done
+    assert not app.monitor.first_scan_done
     fake_cameras.release_hangs()
-    await app.services.monitor.wait_ready(5)
+    await app.monitor.wait_ready(5)
 
 
 @pytest.mark.fuse
@@ -166,7 +166,7 @@ async def test_ready_flips_after_the_first_scan(start_app, fake_cameras):
     assert answers[-1] == (200, {"status": "ready"})
     # Ready when the slow probe answered (1.5 s), not before and not at the probe timeout.
     assert 1.4 <= elapsed < 2.9
-    assert app.services.monitor.first_scan_done
+    assert app.monitor.first_scan_done
     # /health does not wait for the scan: it was healthy all along.
     status, doc = await get_json(app.port, "/health")
     assert (status, doc["status"]) == (200, "healthy")
@@ -187,7 +187,7 @@ async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
     fake_cameras.add("video2", fakecams.fractional_camera())
     fake_cameras.add("video3", fakecams.querycap_eio_camera())
     app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir}})
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
 
     admin = await clients(app, "admin")  # authenticate ok
     viewer = await clients(app, "viewer")  # authenticate ok
@@ -306,7 +306,7 @@ async def test_metrics_follow_connections(start_app, clients):
     assert got[("camera_service_connections", ())] == 2
     await first.close()
     deadline = time.monotonic() + 3
-    while len(app.services.server.table) != 1:
+    while len(app.table) != 1:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
     _, got = await scrape(app)
@@ -327,7 +327,7 @@ async def test_endpoints_reveal_nothing_sensitive(start_app, fake_cameras, clien
             "media": {"host": "media.internal.example", "rtsp_port": 17554},
         }
     )
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     token = mint_token("admin", user="operator-jane")
     admin = await clients(app, token=token)
     await admin.call("get_camera_list")

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR
-from camera_service.cameras.monitor import CameraEvent, CameraMonitor
+from camera_service.cameras.monitor import CameraChanged, CameraMonitor
 from camera_service.devices import v4l2
 from camera_service.devices.inotify import IN_Q_OVERFLOW, InotifyEvent
 from camera_service.testing import fakecams
@@ -47,8 +47,8 @@ async def start_monitor(fake_cameras):
         await monitor.stop()
 
 
-async def take(stream, count: int, timeout: float = 5.0) -> list[CameraEvent]:
-    events: list[CameraEvent] = []
+async def take(stream, count: int, timeout: float = 5.0) -> list[CameraChanged]:
+    events: list[CameraChanged] = []
     try:
         async with asyncio.timeout(timeout):
             while len(events) < count:
@@ -58,9 +58,9 @@ async def take(stream, count: int, timeout: float = 5.0) -> list[CameraEvent]:
     return events
 
 
-async def quiet(stream, period: float = 0.3) -> list[CameraEvent]:
+async def quiet(stream, period: float = 0.3) -> list[CameraChanged]:
     """Whatever else arrives within `period` (expected: nothing)."""
-    extra: list[CameraEvent] = []
+    extra: list[CameraChanged] = []
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(period):
             while True:
@@ -68,7 +68,7 @@ async def quiet(stream, period: float = 0.3) -> list[CameraEvent]:
     return extra
 
 
-def _brief(events: list[CameraEvent]) -> list[tuple[str, str, str]]:
+def _brief(events: list[CameraChanged]) -> list[tuple[str, str, str]]:
     return [(e.kind, os.path.basename(e.camera.device), e.camera.status) for e in events]
 
 
@@ -88,7 +88,7 @@ async def test_initial_scan_lists_capture_nodes_and_errors_without_events(
     fake_cameras.add("video2", fakecams.querycap_eio_camera())
     fake_cameras.add("video10", fakecams.fractional_camera())
     fake_cameras.add("vbi0", fakecams.uvc_camera())  # not a videoN name
-    seen: list[CameraEvent] = []
+    seen: list[CameraChanged] = []
     monitor = CameraMonitor(fake_cameras.dev_dir, probe_timeout=1.0)
     monitor.subscribe(seen.append)
     assert (monitor.state, monitor.first_scan_done) == ("stopped", False)
@@ -245,7 +245,7 @@ async def test_burst_racing_the_monitor_ends_consistent(fake_cameras, start_moni
     while names(monitor) != expected and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert names(monitor) == expected
-    events: list[CameraEvent] = []
+    events: list[CameraChanged] = []
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.3):
             while True:
@@ -618,7 +618,7 @@ async def test_subscribers_and_streams_are_independent(fake_cameras, start_monit
     monitor = await start_monitor()
     got: list[str] = []
 
-    def broken(event: CameraEvent) -> None:
+    def broken(event: CameraChanged) -> None:
         raise RuntimeError("subscriber bug")
 
     monitor.subscribe(broken)
@@ -820,7 +820,7 @@ async def test_restart_rebuilds_the_registry_silently(tmp_path, plain_monitor):
     probe = ScriptedProbe()
     _touch(tmp_path, "video0")
     monitor = await plain_monitor(probe)
-    seen: list[CameraEvent] = []
+    seen: list[CameraChanged] = []
     monitor.subscribe(seen.append)
     await monitor.stop()
     _touch(tmp_path, "video1")

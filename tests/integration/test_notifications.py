@@ -73,7 +73,7 @@ async def clients():
 
 async def start_on_fuse(start_app, fake_cameras, extra=None):
     app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir}, **(extra or {})})
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     return app
 
 
@@ -98,7 +98,7 @@ async def test_plug_and_unplug_reach_every_authenticated_client(start_app, fake_
         + await clients(app, 10, "admin")
     )
     anonymous = await clients(app, 5, role=None)
-    assert len(app.services.server.table) == 55
+    assert len(app.table) == 55
 
     fake_cameras.add("video0", fakecams.uvc_camera())
     firsts = await asyncio.gather(*(c.next_notification(10) for c in authed))
@@ -155,8 +155,8 @@ async def test_cameras_present_at_startup_are_not_announced(start_app, fake_came
     fake_cameras.add("video1", fakecams.hanging_camera(seconds=1.0))
     app = await start_app({"camera": {"device_dir": dev, "probe_timeout": 3}})
     listeners = await clients(app, 3)
-    assert not app.services.monitor.first_scan_done
-    await app.services.monitor.wait_ready(10)
+    assert not app.monitor.first_scan_done
+    await app.monitor.wait_ready(10)
     listed = await listeners[0].call("get_camera_list")
     assert [(c["device"], c["status"]) for c in listed["cameras"]] == [
         (f"{dev}/video0", "CONNECTED"),

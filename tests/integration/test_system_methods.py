@@ -74,8 +74,8 @@ def is_number(value) -> bool:
 
 async def wait_for_connections(app, count: int, timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(app.services.server.table) != count:
-        assert time.monotonic() < deadline, len(app.services.server.table)
+    while len(app.table) != count:
+        assert time.monotonic() < deadline, len(app.table)
         await asyncio.sleep(0.01)
 
 
@@ -197,7 +197,7 @@ async def test_status_degraded_with_an_error_camera(start_app, fake_cameras, cli
     fake_cameras.add("video0", fakecams.uvc_camera())
     fake_cameras.add("video1", fakecams.querycap_eio_camera())
     app = await start_app({"camera": {"device_dir": fake_cameras.dev_dir}})
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     admin = await clients(app)
     status = await admin.call("get_status")
     assert (status["status"], status["components"]) == (
@@ -206,7 +206,7 @@ async def test_status_degraded_with_an_error_camera(start_app, fake_cameras, cli
     )
 
     # Unplugging the broken camera makes it healthy again.
-    async with app.services.monitor.events() as events:
+    async with app.monitor.events() as events:
         fake_cameras.remove("video1")
         event = await asyncio.wait_for(events.__anext__(), 10)
     assert event.kind == "DISCONNECTED"
@@ -216,7 +216,7 @@ async def test_status_degraded_with_an_error_camera(start_app, fake_cameras, cli
 async def test_status_unhealthy_when_the_monitor_stopped(start_app, clients):
     app = await start_app()
     admin = await clients(app)
-    await app.services.monitor.stop()
+    await app.monitor.stop()
     status = await admin.call("get_status")
     assert (status["status"], status["components"]) == (
         "unhealthy",
@@ -254,7 +254,7 @@ async def test_server_info_reflects_config_and_cameras(start_app, fake_cameras, 
             "server": {"max_connections": 40},
         }
     )
-    await app.services.monitor.wait_ready(10)
+    await app.monitor.wait_ready(10)
     admin = await clients(app)
     info = await admin.call("get_server_info")
     assert info == {

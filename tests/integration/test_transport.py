@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from conftest import RawClient, RawListener, mint_token, ws_url
+from conftest import RawClient, RawListener, mint_token, wait_until, ws_url
 from picows import WSCloseCode, WSError, WSMsgType, ws_connect
 
 from camera_service.config import ConfigError
@@ -230,7 +230,7 @@ async def test_client_ping_is_answered(app):
 
 async def test_client_close_handshake(raw_connect, app):
     client = await authed(raw_connect)
-    assert len(app.services.server.table) == 1
+    assert len(app.table) == 1
     client.transport.send_close(WSCloseCode.OK, b"bye")
     assert await client.wait_closed(3) == 1000  # the server echoes the code
     await wait_for_table(app, 0)
@@ -238,7 +238,7 @@ async def test_client_close_handshake(raw_connect, app):
 
 async def wait_for_table(app, size: int, timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
-    table = app.services.server.table
+    table = app.table
     while len(table) != size:
         assert time.monotonic() < deadline, f"table has {len(table)} connections, want {size}"
         await asyncio.sleep(0.01)
@@ -267,17 +267,27 @@ NON_GET = [
     ("POST", "/ws"),
     ("PUT", "/"),
     ("DELETE", "/ws"),
-    ("HEAD", "/health"),
     ("OPTIONS", "/ws"),
+    ("POST", "/health"),
+    ("PATCH", "/metrics"),
 ]
 
 
 @pytest.mark.parametrize("method,path", NON_GET)
-async def test_non_get_is_refused(app, method, path):
-    status, headers, _ = await http_exchange(app.port, get(path, app.port, method))
-    assert status == 400  # picows refuses non-GET before routing (README, Transport)
+async def test_methods_other_than_get_and_head_are_405(app, method, path):
+    status, headers, body = await http_exchange(app.port, get(path, app.port, method))
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+    assert orjson.loads(body) == {"error": "method not allowed"}
     assert "sec-websocket-accept" not in headers
-    assert len(app.services.server.table) == 0
+    assert len(app.table) == 0
+
+
+async def test_head_answers_the_get_headers_without_a_body(app):
+    status, headers, body = await http_exchange(app.port, get("/health", app.port, "HEAD"))
+    assert status == 200 and body == b""
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) > 0
 
 
 async def test_query_string_on_ws_path_is_accepted(app):
@@ -318,7 +328,7 @@ async def test_health(app):
 async def test_connection_limit_503_before_upgrade(start_app, connect):
     app = await start_app({"server": {"max_connections": 3}})
     clients = [await connect("viewer", target=app) for _ in range(3)]
-    assert len(app.services.server.table) == 3
+    assert len(app.table) == 3
 
     status, headers, body = await http_exchange(app.port, UPGRADE.format(path="/ws", port=app.port))
     assert status == 503
@@ -335,7 +345,7 @@ async def test_connection_limit_503_before_upgrade(start_app, connect):
     # Accepted connections are not disturbed.
     for client in clients:
         assert await client.call("ping") == "pong"
-    assert len(app.services.server.table) == 3
+    assert len(app.table) == 3
 
     await clients[0].close()
     await wait_for_table(app, 2)
@@ -347,10 +357,16 @@ async def test_connection_limit_503_before_upgrade(start_app, connect):
     assert status == 503 and "retry-after" in headers
 
 
-async def test_http_is_answered_at_the_connection_limit(start_app, connect):
-    """Plain HTTP routes are not WebSocket connections: the limit does not apply."""
+async def test_http_counts_against_the_connection_limit(start_app, connect):
+    """HTTP connections share the limit with WebSocket ones (a streaming download holds its
+    connection as long as a WebSocket client does)."""
     app = await start_app({"server": {"max_connections": 1}})
-    await connect("viewer", target=app)
+    client = await connect("viewer", target=app)
+    status, headers, body = await http_exchange(app.port, get("/nope", app.port))
+    assert (status, headers["retry-after"]) == (503, "1")
+    assert orjson.loads(body) == {"error": "too many connections", "retry_after": 1}
+    await client.close()
+    await wait_until(lambda: len(app.table) == 0, 5, "the client to be gone")
     status, _, _ = await http_exchange(app.port, get("/nope", app.port))
     assert status == 404
 
@@ -363,7 +379,7 @@ async def test_slow_reader_is_closed_1008_and_others_do_not_wait(start_app, raw_
     app = await start_app(
         {"server": {"max_send_buffer_bytes": 65536}, "security": {"rate_limit_rpm": 0}}
     )
-    table = app.services.server.table
+    table = app.table
     slow = await raw_connect(target=app, role="viewer")
     (slow_listener,) = tuple(table)  # the server side of `slow`
     fast = await connect("viewer", target=app)
@@ -465,7 +481,7 @@ async def open_and_abort(port: int) -> None:
 
 
 async def test_aborted_connections_leave_the_table_empty(app, raw_connect):
-    table = app.services.server.table
+    table = app.table
     before = table.total_connections
     for _ in range(4):
         await asyncio.gather(*(open_and_abort(app.port) for _ in range(50)))
@@ -490,7 +506,7 @@ async def test_connection_limit_holds_under_concurrent_upgrades(start_app):
     try:
         statuses = sorted(status for status, _ in results)
         assert statuses == [101] * 3 + [503] * 9
-        assert len(app.services.server.table) == 3
+        assert len(app.table) == 3
     finally:
         for _, writer in results:
             writer.transport.abort()

@@ -7,7 +7,7 @@ from camera_service.client import RpcCallError
 
 
 async def test_revocation_ends_open_session(app, connect):
-    path = app.services.authenticator.api_keys.path
+    path = app.authenticator.api_keys.path
     key, entry = ApiKeyStore(path).create("viewer", "dashboard")
     other_key, _ = ApiKeyStore(path).create("viewer", "other")
     client = await connect()
@@ -56,10 +56,10 @@ async def test_moved_key_file_is_watched_after_live_reload(tmp_path, test_overri
         new_keys.parent.mkdir()
         config_file.write_text(f'[security]\napi_keys_file = "{new_keys}"\n')
         for _ in range(150):
-            if app.services.authenticator.api_keys.path == str(new_keys):
+            if app.authenticator.api_keys.path == str(new_keys):
                 break
             await asyncio.sleep(0.02)
-        assert app.services.authenticator.api_keys.path == str(new_keys)
+        assert app.authenticator.api_keys.path == str(new_keys)
         key, _ = ApiKeyStore(str(new_keys)).create("admin", "moved")
         client = await RpcClient.connect(f"ws://127.0.0.1:{app.port}/ws")
         for _ in range(150):

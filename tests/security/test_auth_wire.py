@@ -98,7 +98,7 @@ def mint(secret, claims):
 
 
 def key_path(app) -> str:
-    return app.services.authenticator.api_keys.path
+    return app.authenticator.api_keys.path
 
 
 async def rpc_error(client: RpcClient, method: str, params: dict | None = None) -> RpcCallError:

@@ -21,7 +21,7 @@ import time
 
 import orjson
 import pytest
-from conftest import RawClient, fd_count, mint_token, ws_url
+from conftest import RawClient, fd_count, mint_token, wait_until, ws_url
 
 PARSE_ERROR = {"code": -32700, "message": "Parse error"}
 
@@ -84,14 +84,6 @@ async def keeps_answering(client: RawClient, interval: float = 0.05):
         stop.set()
         await task  # re-raises a failed round trip
     assert stats["pings"] >= 1, stats
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -166,7 +158,7 @@ async def test_ten_megabyte_message_closes_1009(app, raw_connect, bystander):
     assert await victim.wait_closed(10) == 1009
     assert victim.listener.messages.empty()  # never answered
     await assert_alive(bystander)
-    await wait_until(lambda: len(app.services.server.table) == 1, 5, "the victim to be gone")
+    await wait_until(lambda: len(app.table) == 1, 5, "the victim to be gone")
 
 
 async def test_invalid_utf8_closes_1007(app, raw_connect, bystander):
@@ -359,7 +351,7 @@ async def test_utf16_encoded_json_is_a_parse_error(raw_connect, bystander, encod
 
 async def test_batch_of_10000_gets_one_max_batch_error(app, raw_connect, bystander):
     victim = await raw_connect(role="viewer")
-    before = app.services.dispatcher.total_requests
+    before = app.dispatcher.total_requests
     payload = orjson.dumps([ping(i) for i in range(10_000)])
     assert len(payload) < 1024 * 1024
     victim.send(payload)
@@ -375,7 +367,7 @@ async def test_batch_of_10000_gets_one_max_batch_error(app, raw_connect, bystand
         },
     }
     await victim.expect_silence(0.2)  # one reply, none of the 10,000 ran
-    assert app.services.dispatcher.total_requests - before == 2  # the batch, the alive ping
+    assert app.dispatcher.total_requests - before == 2  # the batch, the alive ping
     await assert_alive(victim)
     await assert_alive(bystander)
 
@@ -383,7 +375,7 @@ async def test_batch_of_10000_gets_one_max_batch_error(app, raw_connect, bystand
 async def pipeline(app, client: RawClient, count: int) -> tuple[list[dict], float]:
     """Send `count` pings without reading (the client's socket reading is paused until the
     server has handled them all), then read every reply."""
-    dispatcher = app.services.dispatcher
+    dispatcher = app.dispatcher
     client.transport.underlying_transport.pause_reading()
     started = time.monotonic()
     before = dispatcher.total_requests
@@ -403,7 +395,7 @@ async def pipeline(app, client: RawClient, count: int) -> tuple[list[dict], floa
 
 async def test_10000_pipelined_requests_with_the_default_rate_limit(app, raw_connect, bystander):
     assert (app.config.security.rate_limit_rpm, app.config.security.rate_limit_burst) == (1200, 200)
-    dispatcher = app.services.dispatcher
+    dispatcher = app.dispatcher
     victim = await raw_connect(role="viewer")  # its authenticate took one token of 200
     limited_before = dispatcher.error_counts.get(-32002, 0)
     async with keeps_answering(bystander):
@@ -476,7 +468,7 @@ async def test_slowloris_handshakes_are_dropped(start_app, raw_connect):
         assert received == b""  # dropped without an answer
         assert 0.9 <= elapsed <= 2.5, elapsed
         assert sent < len(request)
-    assert len(app.services.server.table) == 1  # none of them ever became a connection
+    assert len(app.table) == 1  # none of them ever became a connection
     await assert_alive(during)
     after = await raw_connect(target=app, role="viewer")
     await assert_alive(after)
@@ -484,8 +476,8 @@ async def test_slowloris_handshakes_are_dropped(start_app, raw_connect):
 
 async def test_twice_max_connections_concurrent_upgrades(start_app):
     app = await start_app({"server": {"max_connections": 50}})
-    server = app.services.server
-    refused_before = server.refused
+    server = app.server
+    refused_before = server.table.refused
     results = await asyncio.gather(*(raw_upgrade(app.port) for _ in range(100)))
     try:
         accepted = [r for r in results if r[0] == 101]
@@ -499,7 +491,7 @@ async def test_twice_max_connections_concurrent_upgrades(start_app):
             assert await asyncio.wait_for(reader.read(), 5) == b""  # then closed
         for _, headers, _, _, _, key in accepted:
             assert headers["sec-websocket-accept"] == accept_value(key)
-        assert server.refused - refused_before == 50
+        assert server.table.refused - refused_before == 50
         assert len(server.table) == 50
         # The 50 keep working: authenticate and ping on each, over the raw streams.
         token = mint_token("viewer")
@@ -520,7 +512,7 @@ async def test_twice_max_connections_concurrent_upgrades(start_app):
 
 
 async def test_1000_connections_dropped_without_close_frame(app, raw_connect, bystander):
-    server = app.services.server
+    server = app.server
     await asyncio.sleep(0.1)
     baseline = fd_count()
     total_before = server.table.total_connections
@@ -582,7 +574,7 @@ async def test_twenty_connections_failing_authentication_are_all_closed_1008(
             for i in range(5)
         ]
         assert code == 1008
-    await wait_until(lambda: len(app.services.server.table) == 1, 5, "the victims to be gone")
+    await wait_until(lambda: len(app.table) == 1, 5, "the victims to be gone")
     await assert_alive(bystander)
     again = await RawClient.open(ws_url(app))  # a new good client still gets in
     try:

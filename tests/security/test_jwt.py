@@ -6,7 +6,6 @@ import hmac
 import json
 import os
 import stat
-import sys
 import time
 import types
 
@@ -514,9 +513,7 @@ def test_secret_not_in_repr(tmp_path):
 
 def test_secret_registered_for_log_redaction(tmp_path, monkeypatch):
     seen = []
-    fake_log = types.ModuleType("camera_service.log")
-    fake_log.register_secret = seen.append
-    monkeypatch.setitem(sys.modules, "camera_service.log", fake_log)
+    monkeypatch.setattr("camera_service.auth.secrets.register_secret", seen.append)
     resolve_jwt_secret(sec(tmp_path, jwt_secret="redact-me"), {})
     f = tmp_path / "f"
     f.write_bytes(b"from-file\n")
@@ -525,12 +522,6 @@ def test_secret_registered_for_log_redaction(tmp_path, monkeypatch):
     binary.write_bytes(b"\xff\xfe\x00")
     resolve_jwt_secret(sec(tmp_path, jwt_secret_file=str(binary)), {})
     assert seen == ["redact-me", "from-file"]
-
-
-def test_works_without_log_module(tmp_path, monkeypatch):
-    # `None` in sys.modules makes the import raise ImportError.
-    monkeypatch.setitem(sys.modules, "camera_service.log", None)
-    assert resolve_jwt_secret(sec(tmp_path, jwt_secret="x"), {}).value == "x"
 
 
 def test_secret_write_failure_reported(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ async def test_rate_limit_switched_on_and_off_for_open_connections(tmp_path, tes
             assert await client.call("ping") == "pong"
 
         config_file.write_text("[security]\nrate_limit_rpm = 60\nrate_limit_burst = 2\n")
-        await _wait_for(lambda: app.services.config.security.rate_limit_rpm == 60)
+        await _wait_for(lambda: app.config.security.rate_limit_rpm == 60)
         assert await client.call("ping") == "pong"
         assert await client.call("ping") == "pong"
         try:
@@ -44,7 +44,7 @@ async def test_rate_limit_switched_on_and_off_for_open_connections(tmp_path, tes
             raise AssertionError("the third ping passed a burst of 2")
 
         config_file.write_text("[security]\nrate_limit_rpm = 0\n")
-        await _wait_for(lambda: app.services.config.security.rate_limit_rpm == 0)
+        await _wait_for(lambda: app.config.security.rate_limit_rpm == 0)
         for _ in range(50):
             assert await client.call("ping") == "pong"
     finally:

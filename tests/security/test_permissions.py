@@ -115,7 +115,7 @@ def check(method: str, role: str | None, result: Any) -> None:
 
 
 def test_matrix_covers_every_registered_method(app):
-    registered = set(app.services.dispatcher.methods)
+    registered = set(app.dispatcher.methods)
     assert registered == set(METHODS) | {"authenticate"}
 
 

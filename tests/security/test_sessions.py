@@ -19,6 +19,7 @@ from camera_service.auth import (
 )
 from camera_service.auth.api_keys import hash_key
 from camera_service.auth.secrets import ENV_VAR
+from camera_service.config import SecuritySettings
 
 SECRET = "session-tests-secret-" + "z" * 60
 NOW = 1_800_000_000.0
@@ -302,7 +303,7 @@ def test_generated_secret_shared_with_a_second_authenticator(security):
 
 
 def test_api_keys_path_defaults_to_state_dir(tmp_path):
-    sec = Security(state_dir=str(tmp_path / "st"), api_keys_file=None)
+    sec = SecuritySettings(state_dir=str(tmp_path / "st"), jwt_secret=SECRET)
     auth = Authenticator(sec, env={})
     assert auth.api_keys.path == str(tmp_path / "st" / "api_keys.json")
 

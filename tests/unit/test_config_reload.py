@@ -263,7 +263,7 @@ async def test_stop_removes_signal_handler_reader_and_fd(conf_file, recorder):
     watcher = ConfigWatcher(conf_file, changes, env={}, logger=logger)
     watcher.start(asyncio.get_running_loop())
     assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN)
-    fd = watcher._inotify.fileno()
+    fd = watcher._file_watch.fileno()
     watcher.stop()
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
     with pytest.raises(OSError):
@@ -289,7 +289,7 @@ async def test_start_failure_on_missing_directory_leaves_nothing_behind(tmp_path
     with pytest.raises(FileNotFoundError):
         watcher.start(asyncio.get_running_loop())
     assert signal.getsignal(signal.SIGHUP) is previous
-    assert watcher._inotify is None
+    assert watcher._file_watch is None
     # The watcher can be started once the directory exists.
     path.parent.mkdir()
     path.write_text("")
@@ -318,7 +318,7 @@ async def test_without_a_file_only_sighup_is_used(tmp_path, monkeypatch, recorde
     assert watcher.watched_path is None
     watcher.start(asyncio.get_running_loop())
     try:
-        assert watcher._inotify is None
+        assert watcher._file_watch is None
         env["CAMERA_SERVICE_CAMERA_PROBE_TIMEOUT"] = "0.5"
         os.kill(os.getpid(), signal.SIGHUP)
         await changes.wait()
@@ -377,7 +377,7 @@ def test_start_outside_the_main_thread_fails_cleanly(conf_file, recorder):
                 watcher.start(loop)
             except Exception as exc:
                 result["error"] = exc
-            result["inotify"] = watcher._inotify
+            result["inotify"] = watcher._file_watch
             result["readers"] = len(loop._selector.get_map())  # type: ignore[attr-defined]
         finally:
             loop.close()

@@ -95,12 +95,12 @@ def build(max_batch: int = 100, authorizer=None):
         make_entry("viewer_only", viewer_only, 1),
         make_entry("admin_only", admin_only, 3),
     ]
-    return Dispatcher(entries, max_batch, authorizer, None), rec
+    return Dispatcher(entries, max_batch, authorizer), rec
 
 
 def new_ctx():
     sent: list[bytes] = []
-    ctx = CallContext("c1", send=sent.append, close=lambda code, reason: None)
+    ctx = CallContext("c1", send=sent.append)
     return ctx, sent
 
 

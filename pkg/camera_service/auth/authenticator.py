@@ -18,13 +18,6 @@ log = logging.getLogger("camera_service.auth")
 AUTH_TYPES = ("auto", "jwt", "api_key")
 
 
-def api_keys_path(security: Any) -> str:
-    path = getattr(security, "api_keys_file", None)
-    if path:
-        return os.fspath(path)
-    return os.path.join(os.fspath(getattr(security, "state_dir", None) or "./var"), "api_keys.json")
-
-
 class Authenticator:
     """Turns a client's token or API key into a Session.
 
@@ -38,7 +31,7 @@ class Authenticator:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self.security = security
         self.verifier, self.secret_source = self._build_verifier(security)
-        self.api_keys = ApiKeyStore(api_keys_path(security))
+        self.api_keys = ApiKeyStore(os.fspath(security.api_keys_file))
 
     def _build_verifier(self, security: Any) -> tuple[JwtVerifier, str]:
         secret = resolve_jwt_secret(security, self._env)
@@ -56,7 +49,7 @@ class Authenticator:
     def apply_settings(self, security: Any) -> None:
         """Adopt a reloaded `[security]` section; on any error nothing changes and it raises."""
         verifier, source = self._build_verifier(security)
-        path = api_keys_path(security)
+        path = os.fspath(security.api_keys_file)
         store = self.api_keys if path == self.api_keys.path else ApiKeyStore(path)
         self.verifier, self.secret_source, self.api_keys = verifier, source, store
         self.security = security

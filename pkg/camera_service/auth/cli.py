@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import Any, TextIO
 
 from .api_keys import ApiKeyStore, ApiKeyStoreError
-from .authenticator import api_keys_path
 from .jwt_auth import JwtVerifier
 from .roles import ROLE_NAMES
 from .secrets import JwtSecretError, resolve_jwt_secret
@@ -128,7 +128,7 @@ def run_apikey(
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        store = ApiKeyStore(api_keys_path(security))
+        store = ApiKeyStore(os.fspath(security.api_keys_file))
         if args.apikey_command == "create":
             key, entry = store.create(args.role, args.name, args.expires_days)
             print(key, file=out)

@@ -26,17 +26,15 @@ from jwt.exceptions import (
     PyJWTError,
 )
 
+from camera_service.config import HMAC_ALGORITHMS
+
 from .roles import ROLE_LEVELS
 from .sessions import MAX_TIMESTAMP, AuthenticationFailed
 
 log = logging.getLogger("camera_service.auth")
 
-_HASHES = {
-    "HS256": HMACAlgorithm.SHA256,
-    "HS384": HMACAlgorithm.SHA384,
-    "HS512": HMACAlgorithm.SHA512,
-}
-HMAC_ALGORITHMS: tuple[str, ...] = tuple(_HASHES)
+# HS256 -> SHA256 and so on, for exactly the algorithms the configuration accepts.
+_HASHES = {name: getattr(HMACAlgorithm, "SHA" + name[2:]) for name in HMAC_ALGORITHMS}
 
 # A real token is a few hundred bytes; refusing large ones keeps a hostile client from making
 # us base64-decode and hash a megabyte per request.

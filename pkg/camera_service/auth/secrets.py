@@ -17,9 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from camera_service.config import JWT_SECRET_ENV
+from camera_service.log import register_secret
+
 log = logging.getLogger("camera_service.auth")
 
-ENV_VAR = "CAMERA_SERVICE_JWT_SECRET"
+ENV_VAR = JWT_SECRET_ENV
 GENERATED_NAME = "jwt_secret"
 # 64 random bytes: RFC 7518 3.2 wants a key at least as long as the hash, and HS512 may be
 # configured.
@@ -43,11 +46,6 @@ class JwtSecret:
 
 
 def _register_for_redaction(value: bytes | str) -> None:
-    # log.py is written in parallel and may not exist (or lack the hook) yet.
-    try:
-        from camera_service.log import register_secret  # type: ignore[attr-defined]
-    except ImportError:
-        return
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")

@@ -9,16 +9,16 @@ from camera_service.cameras.model import (
     camera_list_entry,
     camera_status,
 )
-from camera_service.cameras.monitor import CameraEvent, CameraEventStream, CameraMonitor
+from camera_service.cameras.monitor import CameraMonitor
 from camera_service.cameras.streams import StreamUrls
+from camera_service.core.events import CameraChanged
 
 __all__ = [
     "CONNECTED",
     "DISCONNECTED",
     "ERROR",
     "Camera",
-    "CameraEvent",
-    "CameraEventStream",
+    "CameraChanged",
     "CameraMonitor",
     "StreamUrls",
     "camera_capabilities",

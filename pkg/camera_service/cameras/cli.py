@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from camera_service.cameras.model import Camera
-from camera_service.cameras.monitor import CameraEvent, CameraMonitor
+from camera_service.cameras.model import Camera, camera_summary
+from camera_service.cameras.monitor import CameraChanged, CameraMonitor
 
 DEFAULT_DEVICE_DIR = "/dev"
 DEFAULT_PROBE_TIMEOUT = 2.0
@@ -51,12 +51,9 @@ def add_cameras_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def camera_json(camera: Camera) -> dict[str, Any]:
+    """The list entry's device fields (as the API reports them) plus all that was probed."""
     return {
-        "device": camera.device,
-        "status": camera.status,
-        "name": camera.name,
-        "resolution": camera.resolution,
-        "fps": camera.fps,
+        **camera_summary(camera),
         "formats": list(camera.formats),
         "resolutions": list(camera.resolutions),
         "frame_rates": list(camera.frame_rates),
@@ -93,7 +90,7 @@ def format_table(cameras: tuple[Camera, ...] | list[Camera], device_dir: str) ->
     return "\n".join(lines)
 
 
-def format_event(event: CameraEvent) -> str:
+def format_event(event: CameraChanged) -> str:
     c = event.camera
     detail = c.error if c.error else f"{c.resolution or '-'} @ {_fps_text(c.fps)} fps"
     return f"{event.kind:<15} {c.device}  {c.status}  {c.name}  ({detail})"
@@ -115,7 +112,7 @@ async def _run(
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
 
-    def on_event(event: CameraEvent) -> None:
+    def on_event(event: CameraChanged) -> None:
         if as_json:
             line = orjson.dumps({"event": event.kind, "camera": camera_json(event.camera)})
             out.write(line.decode() + "\n")

@@ -147,6 +147,17 @@ def _streams(camera: Camera, streams: _StreamSource | Mapping[str, str] | None) 
     return dict(streams)  # type: ignore[arg-type]
 
 
+def camera_summary(camera: Camera) -> dict[str, Any]:
+    """The CAMERA fields of PROTOCOL 5.2 that describe the device itself, in protocol order."""
+    return {
+        "device": camera.device,
+        "status": camera.status,
+        "name": camera.name,
+        "resolution": camera.resolution,
+        "fps": camera.fps,
+    }
+
+
 def camera_list_entry(
     camera: Camera, streams: _StreamSource | Mapping[str, str] | None
 ) -> dict[str, Any]:
@@ -154,14 +165,9 @@ def camera_list_entry(
 
     `streams` is either a `StreamUrls` (URLs are built for this camera) or the ready dict.
     """
-    return {
-        "device": camera.device,
-        "status": camera.status,
-        "name": camera.name,
-        "resolution": camera.resolution,
-        "fps": camera.fps,
-        "streams": _streams(camera, streams),
-    }
+    entry = camera_summary(camera)
+    entry["streams"] = _streams(camera, streams)
+    return entry
 
 
 def camera_status(
@@ -201,4 +207,5 @@ __all__ = [
     "camera_capabilities",
     "camera_list_entry",
     "camera_status",
+    "camera_summary",
 ]

@@ -34,12 +34,20 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from camera_service.cameras.model import CONNECTED, DISCONNECTED, ERROR, Camera
+from camera_service.core.events import (
+    CONNECTED_EVENT,
+    DISCONNECTED_EVENT,
+    STATUS_CHANGED_EVENT,
+    CameraChanged,
+    EventBus,
+    EventStream,
+)
 from camera_service.devices import v4l2
 from camera_service.devices.errors import (
     DeviceError,
@@ -83,7 +91,7 @@ _DIR_MASK = (
 _ANCESTOR_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 _DIR_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 
-CameraCallback = Callable[["CameraEvent"], Any]
+CameraCallback = Callable[[CameraChanged], Any]
 
 
 class ProbePool(Executor):
@@ -161,17 +169,6 @@ class ProbePool(Executor):
                 thread.join()
 
 
-@dataclass(frozen=True, slots=True)
-class CameraEvent:
-    kind: str  # "CONNECTED" | "DISCONNECTED" | "STATUS_CHANGED"
-    camera: Camera
-
-
-CONNECTED_EVENT = "CONNECTED"
-DISCONNECTED_EVENT = "DISCONNECTED"
-STATUS_CHANGED_EVENT = "STATUS_CHANGED"
-
-
 class _Node:
     """Book-keeping for one videoN name that exists in the device directory."""
 
@@ -218,44 +215,6 @@ class _Probe:
         self.timed_out = False
 
 
-class CameraEventStream:
-    """Async iterator over camera events; subscribed from creation until `close()` / stop."""
-
-    _END = object()
-
-    def __init__(self, monitor: CameraMonitor) -> None:
-        self._monitor = monitor
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._closed = False
-        monitor._streams.add(self)
-
-    def _push(self, item: object) -> None:
-        if not self._closed:
-            self._queue.put_nowait(item)
-
-    def __aiter__(self) -> CameraEventStream:
-        return self
-
-    async def __anext__(self) -> CameraEvent:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if item is self._END:
-            self.close()
-            raise StopAsyncIteration
-        return item  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self._closed = True
-        self._monitor._streams.discard(self)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
 class CameraMonitor:
     """The camera registry, kept up to date from the device directory."""
 
@@ -268,7 +227,10 @@ class CameraMonitor:
         max_workers: int = 16,
         probe: Callable[[str], v4l2.DeviceInfo] = v4l2.probe,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        bus: EventBus | None = None,
     ) -> None:
+        # Changes are published as CameraChanged on `bus` (a private one when none is given).
+        self.bus = bus if bus is not None else EventBus()
         self.device_dir = os.path.normpath(os.path.abspath(device_dir))
         self._range = frozenset(device_range)
         self._probe_timeout = float(probe_timeout)
@@ -291,8 +253,7 @@ class CameraMonitor:
         self._initial_pending: set[str] = set()
         self._snapshot: tuple[Camera, ...] | None = ()
 
-        self._subscribers: list[CameraCallback] = []
-        self._streams: set[CameraEventStream] = set()
+        self._streams: weakref.WeakSet[EventStream[CameraChanged]] = weakref.WeakSet()
 
         self.version = 0
         self.wakeups = 0
@@ -304,6 +265,11 @@ class CameraMonitor:
     def from_config(cls, cfg: Any, **kwargs: Any) -> CameraMonitor:
         cam = cfg.camera
         return cls(cam.device_dir, cam.device_range, cam.probe_timeout, **kwargs)
+
+    def apply(self, config: Any) -> None:
+        """Live keys: `camera.probe_timeout` and `camera.device_range`."""
+        self.probe_timeout = config.camera.probe_timeout
+        self.set_device_range(config.camera.device_range)
 
     # ---- public view -------------------------------------------------------------------------
 
@@ -368,18 +334,15 @@ class CameraMonitor:
         return f"{self.device_dir}/video{number}"
 
     def subscribe(self, callback: CameraCallback) -> Callable[[], None]:
-        """Call `callback(CameraEvent)` on the loop thread for every change; returns unsubscribe."""
-        self._subscribers.append(callback)
+        """Call `callback(CameraChanged)` on the loop for every change; returns unsubscribe."""
+        return self.bus.subscribe(CameraChanged, callback).close
 
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def events(self) -> CameraEventStream:
-        """`async for event in monitor.events()`; subscribed as soon as this is called."""
-        return CameraEventStream(self)
+    def events(self) -> EventStream[CameraChanged]:
+        """`async for event in monitor.events()`: subscribed at once, ends when the monitor
+        stops."""
+        stream = self.bus.stream(CameraChanged)
+        self._streams.add(stream)
+        return stream
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.ready.wait(), timeout)
@@ -436,7 +399,7 @@ class CameraMonitor:
         self._state = "stopped"
         if was != "stopped":
             for stream in list(self._streams):
-                stream._push(CameraEventStream._END)
+                stream.end()
 
     def _reset_registry(self) -> None:
         self._nodes.clear()
@@ -614,7 +577,7 @@ class CameraMonitor:
             self._changed()
             gone = camera.with_status(DISCONNECTED)
             log.info("camera %s disconnected", gone.device)
-            self._emit(CameraEvent(DISCONNECTED_EVENT, gone))
+            self._emit(CameraChanged(DISCONNECTED_EVENT, gone))
         self._initial_pending.discard(name)
         self._check_first_scan()
 
@@ -746,7 +709,7 @@ class CameraMonitor:
             old = self._cameras.pop(node.number, None)
             if old is not None:
                 self._changed()
-                self._emit(CameraEvent(DISCONNECTED_EVENT, old.with_status(DISCONNECTED)))
+                self._emit(CameraChanged(DISCONNECTED_EVENT, old.with_status(DISCONNECTED)))
             return
         node.is_camera = True
         if node.detected_at is None:
@@ -777,7 +740,7 @@ class CameraMonitor:
             kind = STATUS_CHANGED_EVENT
         elif camera.status == CONNECTED and _identity(old) != _identity(camera):
             # A different device under the same name (seen after a lost unplug/plug pair).
-            self._emit(CameraEvent(DISCONNECTED_EVENT, old.with_status(DISCONNECTED)))
+            self._emit(CameraChanged(DISCONNECTED_EVENT, old.with_status(DISCONNECTED)))
             kind = CONNECTED_EVENT
         else:
             return  # same status, refreshed details: the registry has them, nothing to announce
@@ -785,7 +748,7 @@ class CameraMonitor:
             log.warning("camera %s: %s", camera.device, camera.error)
         else:
             log.info("camera %s %s: %s", camera.device, kind.lower(), camera.name)
-        self._emit(CameraEvent(kind, camera))
+        self._emit(CameraChanged(kind, camera))
 
     def _mark_settled(self, node: _Node) -> None:
         node.settled = True
@@ -802,14 +765,8 @@ class CameraMonitor:
         self.version += 1
         self._snapshot = None
 
-    def _emit(self, event: CameraEvent) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("camera event subscriber %r failed", callback)
-        for stream in list(self._streams):
-            stream._push(event)
+    def _emit(self, event: CameraChanged) -> None:
+        self.bus.publish(event)
 
 
 def _identity(camera: Camera) -> tuple[str, str, str]:
@@ -822,7 +779,6 @@ __all__ = [
     "DISCONNECTED_EVENT",
     "RETRY_DELAYS",
     "STATUS_CHANGED_EVENT",
-    "CameraEvent",
-    "CameraEventStream",
+    "CameraChanged",
     "CameraMonitor",
 ]

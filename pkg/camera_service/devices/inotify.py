@@ -6,9 +6,11 @@ The watcher never polls: the caller registers `fileno()` with `loop.add_reader` 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
@@ -124,3 +126,72 @@ class InotifyWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Editors and our own atomic writers save by writing in place (CLOSE_WRITE) or by writing a
+# temporary file and renaming it over the original (MOVED_TO): so the directory is watched,
+# not the file's inode, which a rename replaces.
+FILE_CHANGE_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
+
+
+class FileWatch:
+    """Calls `on_change()` on the loop when the file at `path` is written, replaced, created or
+    deleted, and `on_gone()` when its directory goes away (no polling).
+
+    With `create_directory`, a missing directory is created (mode 0700) so that a file that
+    appears later is seen; otherwise `start` raises FileNotFoundError for it.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        on_change: Callable[[], None],
+        on_gone: Callable[[], None] | None = None,
+        *,
+        create_directory: bool = False,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self._directory, self._name = os.path.split(self.path)
+        self._on_change = on_change
+        self._on_gone = on_gone
+        self._create_directory = create_directory
+        self._watcher: InotifyWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def fileno(self) -> int:
+        assert self._watcher is not None, "not started"
+        return self._watcher.fileno()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._create_directory:
+            os.makedirs(self._directory, mode=0o700, exist_ok=True)
+        watcher = InotifyWatcher()
+        try:
+            watcher.add_watch(self._directory, FILE_CHANGE_MASK)
+            loop.add_reader(watcher.fileno(), self._on_readable)
+        except BaseException:
+            watcher.close()
+            raise
+        self._watcher, self._loop = watcher, loop
+
+    def stop(self) -> None:
+        watcher, loop = self._watcher, self._loop
+        self._watcher = self._loop = None
+        if watcher is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(watcher.fileno())
+        watcher.close()
+
+    def _on_readable(self) -> None:
+        assert self._watcher is not None
+        changed = gone = False
+        for event in self._watcher.read_events():
+            if event.mask & IN_Q_OVERFLOW or event.name == self._name:
+                changed = True  # after an overflow, assume the file changed
+            elif event.mask & IN_IGNORED:
+                gone = True  # the directory was deleted or unmounted: the kernel dropped it
+        if gone and self._on_gone is not None:
+            self._on_gone()
+        if changed:
+            self._on_change()

@@ -1,8 +1,8 @@
-"""Camera methods (PROTOCOL 5.2-5.4) and `camera_status_update` notifications (section 6)."""
+"""Camera methods (PROTOCOL 5.2-5.4)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -14,27 +14,31 @@ from camera_service.cameras.model import (
     camera_status,
 )
 from camera_service.cameras.streams import StreamUrls
+from camera_service.core.component import Passive
 from camera_service.rpc._jsonrpc import PreEncoded
 from camera_service.rpc.errors import CAMERA_NOT_FOUND, RpcError, invalid_params
 from camera_service.rpc.registry import MethodRegistry
 
-NOTIFICATION_METHOD = "camera_status_update"
+if TYPE_CHECKING:
+    from camera_service.cameras.monitor import CameraMonitor
+    from camera_service.config import Config
 
 
-class CameraApi:
+class CameraApi(Passive):
     """Reads the monitor's snapshots; the list's JSON is built once per registry version."""
 
-    def __init__(self, monitor: Any, streams: StreamUrls, broadcast: Any = None):
+    def __init__(self, monitor: CameraMonitor, streams: StreamUrls):
         self.monitor = monitor
         self.streams = streams
-        self.broadcast = broadcast
         self._list_version: Any = None
         self._list_json: PreEncoded | None = None
 
-    def set_streams(self, streams: StreamUrls) -> None:
-        """`[media]` changed live: URLs in later answers and notifications use the new host."""
-        self.streams = streams
-        self._list_version = None
+    def apply(self, config: Config) -> None:
+        """`[media]` may have changed: later answers build stream URLs from the new values."""
+        streams = StreamUrls.from_config(config)
+        if streams != self.streams:
+            self.streams = streams
+            self._list_version = None
 
     def get_camera_list(self, ctx: Any, params: dict[str, Any]) -> PreEncoded:
         version = self.monitor.version
@@ -74,11 +78,6 @@ class CameraApi:
 
     def get_camera_capabilities(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         return camera_capabilities(self._camera(params))
-
-    def on_camera_event(self, event: Any) -> None:
-        """Monitor callback: one notification per change, to authenticated connections."""
-        if self.broadcast is not None:
-            self.broadcast(NOTIFICATION_METHOD, camera_list_entry(event.camera, self.streams))
 
 
 def register(registry: MethodRegistry, api: CameraApi) -> None:

@@ -2,81 +2,91 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from camera_service.cameras.model import ERROR
-from camera_service.metrics import request_metrics
+from camera_service import __version__
+from camera_service.core.component import Passive
+from camera_service.health import service_health
+from camera_service.metrics import Metrics, request_metrics
 from camera_service.rpc.registry import MethodRegistry
+
+if TYPE_CHECKING:
+    from camera_service.cameras.monitor import CameraMonitor
+    from camera_service.config import Config
+    from camera_service.server.connections import ConnectionTable
 
 # V4L2 numbers video nodes with a minor count of 256 (VIDEO_NUM_DEVICES in the kernel).
 V4L2_MAX_NODES = 256
 
-
-def service_status(services: Any) -> str:
-    """healthy: monitor running, no camera in ERROR; degraded: some camera in ERROR;
-    unhealthy: the monitor is not running."""
-    monitor = services.monitor
-    if monitor is None or monitor.state != "running":
-        return "unhealthy"
-    if any(camera.status == ERROR for camera in monitor.snapshot()):
-        return "degraded"
-    return "healthy"
-
-
-def server_capabilities(services: Any) -> list[str]:
-    """Only what this build and configuration really provide."""
-    capabilities = [
-        "json-rpc-2.0",
-        "batch-requests",
-        "jwt-auth",
-        "api-key-auth",
-        "role-based-access",
-        "rate-limiting",
-        "v4l2-discovery",
-        "hotplug-notifications",
-        "health-endpoints",
-        "prometheus-metrics",
-    ]
-    if services.config.server.tls_cert:
-        capabilities.append("tls")
-    return capabilities
+BASE_CAPABILITIES = (
+    "json-rpc-2.0",
+    "batch-requests",
+    "jwt-auth",
+    "api-key-auth",
+    "role-based-access",
+    "rate-limiting",
+    "v4l2-discovery",
+    "hotplug-notifications",
+    "health-endpoints",
+    "prometheus-metrics",
+)
 
 
-def get_metrics(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    return request_metrics(ctx.services)
+class SystemApi(Passive):
+    """`get_metrics`, `get_status`, `get_server_info`."""
+
+    def __init__(
+        self,
+        config: Config,
+        monitor: CameraMonitor,
+        table: ConnectionTable,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.monitor = monitor
+        self.table = table
+        self.metrics = metrics
+
+    def apply(self, config: Config) -> None:
+        self.config = config
+
+    def capabilities(self) -> list[str]:
+        """Only what this build and configuration really provide."""
+        capabilities = list(BASE_CAPABILITIES)
+        if self.config.server.tls_cert:
+            capabilities.append("tls")
+        return capabilities
+
+    def get_metrics(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return request_metrics(self.metrics, self.table)
+
+    def get_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": service_health(self.monitor),
+            "uptime": round(self.metrics.uptime(), 3),
+            "version": __version__,
+            "components": {
+                "websocket_server": "running" if self.table.accepting else "stopped",
+                "camera_monitor": self.monitor.state,
+            },
+        }
+
+    def get_server_info(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        config = self.config
+        formats: list[str] = []
+        for camera in self.monitor.snapshot():
+            formats.extend(f for f in camera.formats if f not in formats)
+        return {
+            "name": "Camera Service",
+            "version": __version__,
+            "capabilities": self.capabilities(),
+            "supported_formats": formats,
+            "max_cameras": len(config.camera.device_range) or V4L2_MAX_NODES,
+            "max_connections": config.server.max_connections,
+        }
 
 
-def get_status(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    services = ctx.services
-    monitor_state = services.monitor.state if services.monitor is not None else "stopped"
-    return {
-        "status": service_status(services),
-        "uptime": round(services.uptime(), 3),
-        "version": services.version,
-        "components": {
-            "websocket_server": "running" if services.server.is_serving else "stopped",
-            "camera_monitor": monitor_state,
-        },
-    }
-
-
-def get_server_info(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    services = ctx.services
-    config = services.config
-    formats: list[str] = []
-    for camera in services.monitor.snapshot():
-        formats.extend(f for f in camera.formats if f not in formats)
-    return {
-        "name": "Camera Service",
-        "version": services.version,
-        "capabilities": server_capabilities(services),
-        "supported_formats": formats,
-        "max_cameras": len(config.camera.device_range) or V4L2_MAX_NODES,
-        "max_connections": config.server.max_connections,
-    }
-
-
-def register(registry: MethodRegistry) -> None:
-    registry.add("get_metrics", get_metrics, "admin")
-    registry.add("get_status", get_status, "admin")
-    registry.add("get_server_info", get_server_info, "admin")
+def register(registry: MethodRegistry, api: SystemApi) -> None:
+    registry.add("get_metrics", api.get_metrics, "admin")
+    registry.add("get_status", api.get_status, "admin")
+    registry.add("get_server_info", api.get_server_info, "admin")

@@ -33,8 +33,6 @@ class CallContext:
     bucket: Any
     auth_failures: int
     send: Callable[[bytes], None] | None
-    close: Callable[[int, str], None] | None
-    services: Any
     request_count: int
     error_count: int
     closed: bool
@@ -43,8 +41,6 @@ class CallContext:
         self,
         client_id: str,
         send: Any = ...,
-        close: Any = ...,
-        services: Any = ...,
         bucket: Any = ...,
     ) -> None: ...
     def set_session(self, session: Any, role_level: int, expires_at: float) -> None: ...
@@ -52,19 +48,28 @@ class CallContext:
     @property
     def correlation_id(self) -> str: ...
 
+class RequestStats:
+    total_requests: int
+    total_errors: int
+    def __init__(self) -> None: ...
+    @property
+    def error_counts(self) -> dict[int, int]: ...
+
 class Dispatcher:
     max_batch: int
     authorizer: Any
-    services: Any
-    total_requests: int
-    total_errors: int
+    stats: RequestStats
     def __init__(
         self,
         methods: Iterable[MethodEntry],
         max_batch: int = ...,
         authorizer: Any = ...,
-        services: Any = ...,
+        stats: RequestStats | None = ...,
     ) -> None: ...
+    @property
+    def total_requests(self) -> int: ...
+    @property
+    def total_errors(self) -> int: ...
     @property
     def methods(self) -> dict[str, MethodEntry]: ...
     @property

@@ -15,6 +15,7 @@ import logging
 import orjson
 
 from camera_service.auth.roles import LEVEL_NAMES
+from camera_service.log import client_id_var, correlation_id_var
 from camera_service.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -29,10 +30,10 @@ from camera_service.rpc.errors import (
     auth_required,
 )
 
+from camera_service._clock cimport monotonic_now as _monotonic, realtime_now as _realtime
 from camera_service.auth._rate_limit cimport TokenBucket
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcmp, memcpy
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 cdef object _loads = orjson.loads
 cdef object _dumps = orjson.dumps
@@ -44,18 +45,6 @@ cdef bytes _ERROR_HEAD = b'{"jsonrpc":"2.0","error":'
 cdef bytes _ID_SEP = b',"id":'
 cdef bytes _TAIL = b'}'
 cdef bytes _NULL = b'null'
-
-cdef inline double _realtime() noexcept:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-cdef inline double _monotonic() noexcept:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
 
 def monotonic():
     """The clock the dispatcher and the rate limiter use (CLOCK_MONOTONIC, seconds)."""
@@ -111,7 +100,7 @@ cdef class MethodEntry:
 cdef class CallContext:
     """Per-connection state that the dispatcher and the handlers see."""
 
-    def __init__(self, str client_id, send=None, close=None, services=None, bucket=None):
+    def __init__(self, str client_id, send=None, bucket=None):
         self.client_id = client_id
         self.session = None
         self.role_level = 0
@@ -119,8 +108,6 @@ cdef class CallContext:
         self.bucket = bucket
         self.auth_failures = 0
         self.send = send
-        self.close = close
-        self.services = services
         self.request_count = 0
         self.error_count = 0
         self.closed = False
@@ -298,6 +285,20 @@ cdef inline Py_ssize_t _simple_id_end(const char* p, Py_ssize_t i, Py_ssize_t n)
     return i
 
 
+cdef class RequestStats:
+    """Requests and errors counted by the dispatcher, read by the metrics."""
+
+    def __init__(self):
+        self.total_requests = 0
+        self.total_errors = 0
+        self._error_counts = {}
+
+    @property
+    def error_counts(self):
+        """Error responses by code."""
+        return dict(self._error_counts)
+
+
 class _Deferred:
     """An async handler call inside a batch: awaited together, then sent as one array."""
     __slots__ = ("coro",)
@@ -309,17 +310,14 @@ class _Deferred:
 cdef class Dispatcher:
     """Validates the envelope, checks session and role, and runs the handler."""
 
-    def __init__(self, methods, int max_batch=100, authorizer=None, services=None):
+    def __init__(self, methods, int max_batch=100, authorizer=None, RequestStats stats=None):
         self._methods = {}
         for entry in methods:
             self._methods[entry.name] = entry
         self._entry_list = list(self._methods.values())
         self.max_batch = max_batch
         self.authorizer = authorizer
-        self.services = services
-        self.total_requests = 0
-        self.total_errors = 0
-        self._error_counts = {}
+        self.stats = stats if stats is not None else RequestStats()
         self._tasks = set()
         self._exact_payload = None
         self._exact_doc = None
@@ -329,8 +327,16 @@ cdef class Dispatcher:
         return dict(self._methods)
 
     @property
+    def total_requests(self):
+        return self.stats.total_requests
+
+    @property
+    def total_errors(self):
+        return self.stats.total_errors
+
+    @property
     def error_counts(self):
-        return dict(self._error_counts)
+        return self.stats.error_counts
 
     @property
     def pending_tasks(self):
@@ -466,7 +472,7 @@ cdef class Dispatcher:
         except Exception:
             if entry is not None:
                 (<MethodEntry>entry).errors += 1
-            return self._internal_error(ctx, method, id_json, has_id)
+            return self._internal_error(ctx, method, id_json, has_id, ctx.correlation_id)
         return self._invoke(ctx, <MethodEntry>entry, params, id_json, has_id)
 
     cdef object _invoke(self, CallContext ctx, MethodEntry entry, object params, bytes id_json,
@@ -490,18 +496,19 @@ cdef class Dispatcher:
             return _error_from(exc, id_json) if has_id else None
         except Exception:
             entry.errors += 1
-            return self._internal_error(ctx, entry.name, id_json, has_id)
+            return self._internal_error(ctx, entry.name, id_json, has_id, ctx.correlation_id)
 
-    cdef object _internal_error(self, CallContext ctx, str method, bytes id_json, bint has_id):
+    cdef object _internal_error(self, CallContext ctx, str method, bytes id_json, bint has_id,
+                                str correlation_id):
         """-32603 for an unexpected exception being handled; details go to the log only."""
         self._count_error(INTERNAL_ERROR, ctx)
         _log.error("internal error in %s", method, exc_info=True, extra={
-            "correlation_id": ctx.correlation_id, "client_id": ctx.client_id})
+            "correlation_id": correlation_id, "client_id": ctx.client_id})
         if not has_id:
             return None
         return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
             "reason": "the server failed to process this request",
-            "correlation_id": ctx.correlation_id}, id_json)
+            "correlation_id": correlation_id}, id_json)
 
     cdef object _fast_path(self, CallContext ctx, bytes payload):
         """The common request, answered without building the envelope dict.
@@ -626,12 +633,13 @@ cdef class Dispatcher:
 
     cdef void _count_request(self, CallContext ctx):
         ctx.request_count += 1
-        self.total_requests += 1
+        self.stats.total_requests += 1
 
     cdef void _count_error(self, int code, CallContext ctx):
-        self.total_errors += 1
+        self.stats.total_errors += 1
         ctx.error_count += 1
-        self._error_counts[code] = self._error_counts.get(code, 0) + 1
+        cdef dict counts = self.stats._error_counts
+        counts[code] = counts.get(code, 0) + 1
 
     cdef void _admit(self, CallContext ctx) except *:
         bucket = ctx.bucket
@@ -667,7 +675,6 @@ cdef class Dispatcher:
                 "role": LEVEL_NAMES.get(level)})
 
     cdef object _call_bound(self, CallContext ctx, MethodEntry entry, object params):
-        from camera_service.log import correlation_id_var, client_id_var
         cid_token = correlation_id_var.set(ctx.correlation_id)
         client_token = client_id_var.set(ctx.client_id)
         try:
@@ -679,7 +686,7 @@ cdef class Dispatcher:
     async def _call_async(self, CallContext ctx, MethodEntry entry, params, bytes id_json,
                           bint has_id):
         """Run an async handler; returns the response bytes (None for a notification)."""
-        from camera_service.log import correlation_id_var, client_id_var
+        # Kept: later requests on this connection move ctx.correlation_id on while this awaits.
         correlation_id = ctx.correlation_id
         correlation_id_var.set(correlation_id)  # the task has its own context copy
         client_id_var.set(ctx.client_id)
@@ -693,14 +700,8 @@ cdef class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self._count_error(INTERNAL_ERROR, ctx)
             entry.errors += 1
-            _log.error("internal error in %s", entry.name, exc_info=True)
-            if not has_id:
-                return None
-            return _encode_error(INTERNAL_ERROR, MESSAGES[INTERNAL_ERROR], {
-                "reason": "the server failed to process this request",
-                "correlation_id": correlation_id}, id_json)
+            return self._internal_error(ctx, entry.name, id_json, has_id, correlation_id)
 
     async def _finish_single(self, CallContext ctx, coro):
         out = await coro

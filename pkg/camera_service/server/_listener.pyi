@@ -7,18 +7,15 @@ def is_valid_utf8(data: bytes) -> bool: ...
 def fan_out(
     listeners: Iterable[RpcListener], data: bytes, role_at_least: int, now: float
 ) -> int: ...
-
-class DispatchState:
-    dispatching: int
-    deferred: list[tuple[bytes, int]]
-    def __init__(self) -> None: ...
+def keepalive_sweep(
+    listeners: Iterable[RpcListener], now: float, interval: float, timeout: float
+) -> float | None: ...
 
 class LatencyHistogram:
     bounds: tuple[float, ...]
     count: int
     total: float
     def __init__(self, bounds: Iterable[float]) -> None: ...
-    def observe(self, seconds: float) -> None: ...
     def counts(self) -> list[int]: ...
 
 class RpcListener:
@@ -26,7 +23,7 @@ class RpcListener:
     def __init__(
         self,
         dispatcher: Dispatcher,
-        table: DispatchState,
+        table: Any,
         latency: LatencyHistogram,
         max_message_bytes: int,
         max_send_buffer_bytes: int,

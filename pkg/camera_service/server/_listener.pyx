@@ -9,25 +9,19 @@ never kept beyond the callback.
 import logging
 
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from camera_service._clock cimport monotonic_now as _monotonic
 from camera_service.rpc._jsonrpc cimport CallContext, Dispatcher
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef object _log = logging.getLogger("camera_service.server")
 
 # A client that stopped reading gets this long to take the rest of its buffer and the close
 # frame before the socket is aborted.
 cdef double SLOW_READER_GRACE = 2.0
-
-
-cdef inline double _monotonic() noexcept:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 cdef bint _is_valid_utf8(const char* data, Py_ssize_t size):
@@ -82,26 +76,9 @@ cdef class LatencyHistogram:
         self.count += 1
         self.total += seconds
 
-    def observe(self, double seconds):
-        self.record(seconds)
-
     def counts(self):
         """Per-bucket counts; the last one is above the highest bound."""
         return [self._counts[i] for i in range(self._n + 1)]
-
-
-cdef class DispatchState:
-    """Base of the connection table: the two fields every frame touches, as C fields.
-
-    `dispatching` is non-zero while a request is being handled; a broadcast made then is
-    queued in `deferred` and sent right after that request's response.
-    """
-    cdef public int dispatching
-    cdef public list deferred
-
-    def __init__(self):
-        self.dispatching = 0
-        self.deferred = []
 
 
 def fan_out(listeners, bytes data, int role_at_least, double now):
@@ -167,14 +144,14 @@ cdef class RpcListener(WSListener):
     cdef WSTransport _transport
     cdef Dispatcher _dispatcher
     cdef readonly CallContext ctx
-    cdef DispatchState _table
+    cdef object _table  # the ConnectionTable: add/remove at connect and disconnect only
     cdef LatencyHistogram _latency
     cdef Py_ssize_t _max_message
     cdef Py_ssize_t _send_buffer_limit
     cdef bytearray _fragments
     cdef bint _closing
 
-    def __init__(self, Dispatcher dispatcher, DispatchState table, LatencyHistogram latency,
+    def __init__(self, Dispatcher dispatcher, table, LatencyHistogram latency,
                  Py_ssize_t max_message_bytes, Py_ssize_t max_send_buffer_bytes,
                  CallContext ctx):
         self._dispatcher = dispatcher
@@ -186,7 +163,6 @@ cdef class RpcListener(WSListener):
         self._closing = False
         self.ctx = ctx
         ctx.send = self.send_message
-        ctx.close = self.close_with
 
     cpdef on_ws_connected(self, WSTransport transport):
         self._transport = transport
@@ -262,21 +238,13 @@ cdef class RpcListener(WSListener):
     cdef void _dispatch(self, bytes payload, double started) except *:
         if self._closing:
             return
-        cdef DispatchState table = self._table
-        table.dispatching += 1
-        try:
-            response = self._dispatcher.handle(self.ctx, payload)
-        finally:
-            table.dispatching -= 1
+        response = self._dispatcher.handle(self.ctx, payload)
         if response is not None:
             self._transport.send(WSMsgType.TEXT, response)
             self._latency.record(_monotonic() - started)
         if self.ctx.close_after_response is not None:
             code, reason = self.ctx.close_after_response
             self.close_with(code, reason)
-        if table.deferred:
-            # Notifications raised while this request ran go out after its response.
-            table.flush_deferred()
 
     cpdef send_message(self, bytes data):
         """Send a response or notification unless the connection is going away."""

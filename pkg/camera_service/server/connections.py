@@ -1,4 +1,5 @@
-"""The table of open WebSocket connections and notification fan-out."""
+"""Who is connected to the port: the WebSocket listeners (for fan-out and keepalive) and how
+many HTTP connections are open (they count against the same connection limit)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ import time
 from typing import Any
 
 from camera_service.rpc._jsonrpc import encode_notification, monotonic
-from camera_service.server._listener import DispatchState, fan_out, keepalive_sweep
+from camera_service.server._listener import fan_out, keepalive_sweep
 
 
-class ConnectionTable(DispatchState):
-    """Open connections (their listeners), and broadcast to them.
-
-    `dispatching` and `deferred` let a notification raised while a request is being handled
-    wait until that request's response has been written (PROTOCOL section 1, Ordering).
-    """
+class ConnectionTable:
+    """Open connections of the port, and broadcast to the WebSocket ones."""
 
     def __init__(
         self,
@@ -23,13 +20,16 @@ class ConnectionTable(DispatchState):
         ping_interval: float = 30.0,
         ping_timeout: float = 10.0,
     ):
-        super().__init__()
         self.loop = loop
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._keepalive: asyncio.TimerHandle | None = None
         self._listeners: set[Any] = set()
         self.total_connections = 0
+        self.http_open = 0
+        # Set by the port server: whether it accepts connections, and how many it refused.
+        self.accepting = False
+        self.refused = 0
 
     def add(self, listener: Any) -> None:
         self._listeners.add(listener)
@@ -55,27 +55,21 @@ class ConnectionTable(DispatchState):
         self._listeners.discard(listener)
 
     def __len__(self) -> int:
+        """Open WebSocket connections."""
         return len(self._listeners)
 
     def __iter__(self):
         return iter(tuple(self._listeners))
 
+    def open_connections(self) -> int:
+        """WebSocket and HTTP connections together: what the connection limit counts."""
+        return len(self._listeners) + self.http_open
+
     def broadcast(self, method: str, params: Any, role_at_least: int = 1) -> int:
-        """Encode once and send the same bytes to every connection whose role is high enough.
-
-        Returns how many connections it was written to; 0 when it had to wait for the
-        response being handled (it goes out right after that response).
-        """
+        """Encode once and send the same bytes to every connection whose role is high enough;
+        returns how many connections it was written to."""
         data = encode_notification(method, params)
-        if self.dispatching:
-            self.deferred.append((data, role_at_least))
-            return 0
         return fan_out(tuple(self._listeners), data, role_at_least, time.time())
-
-    def flush_deferred(self) -> None:
-        pending, self.deferred = self.deferred, []
-        for data, role_at_least in pending:
-            fan_out(tuple(self._listeners), data, role_at_least, time.time())
 
     def close_all(self, code: int, reason: str) -> None:
         for listener in tuple(self._listeners):
