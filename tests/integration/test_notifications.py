@@ -374,3 +374,38 @@ async def test_notification_urls_follow_media_config(start_app, fake_cameras, cl
     assert listed["cameras"][0]["streams"] == message["params"]["streams"] == expected_urls
     status = await client.call("get_camera_status", {"device": "camera2"})
     assert status["streams"] == expected_urls
+
+
+async def test_slow_and_failing_bus_subscribers_do_not_delay_notifications(
+    start_app, fake_cameras, clients
+):
+    """Other subscribers of the same event bus (later: recorder, MQTT bridge) may hang or
+    raise; the WebSocket notifier still delivers at once and the service keeps working."""
+    from camera_service.core.events import CameraChanged
+
+    app = await start_on_fuse(start_app, fake_cameras)
+    (client,) = await clients(app)
+    release = asyncio.Event()
+    slow_calls: list[str] = []
+
+    async def slow(event: CameraChanged) -> None:
+        slow_calls.append(event.kind)
+        await release.wait()
+
+    def failing(event: CameraChanged) -> None:
+        raise RuntimeError("a broken subscriber")
+
+    app.bus.subscribe(CameraChanged, slow)
+    app.bus.subscribe(CameraChanged, failing)
+    dev = fake_cameras.dev_dir
+    started = time.monotonic()
+    fake_cameras.add("video3", fakecams.uvc_camera())
+    (first,) = await next_notes(client, 1, timeout=3)
+    fake_cameras.remove("video3")
+    (second,) = await next_notes(client, 1, timeout=3)
+    assert time.monotonic() - started < 3
+    assert_note(first, uvc_params(dev, 3))
+    assert_note(second, uvc_params(dev, 3, "DISCONNECTED"))
+    assert slow_calls == ["CONNECTED"]  # still stuck in the first event
+    assert await client.call("ping") == "pong"
+    release.set()

@@ -141,9 +141,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
             return "unsatisfiable"
         return max(size - suffix, 0), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
+    if last_text and int(last_text) < first:
+        return None  # invalid syntax per RFC 9110 14.1.1: ignored
     if first >= size:
         return "unsatisfiable"
+    last = int(last_text) if last_text else size - 1
     return first, min(last, size - 1)

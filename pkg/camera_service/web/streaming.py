@@ -1,0 +1,39 @@
+"""`multipart/x-mixed-replace` bodies: a part per item, for as long as the source yields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from camera_service.web.responses import StreamResponse
+
+BOUNDARY = "camera-service-frame"
+
+
+async def _parts(items: AsyncIterator[tuple[str, bytes]], boundary: bytes) -> AsyncIterator[bytes]:
+    async for content_type, body in items:
+        head = (
+            b"--"
+            + boundary
+            + b"\r\nContent-Type: "
+            + content_type.encode("latin-1")
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+        )
+        # One chunk per part: the client never sees half a frame between two writes.
+        yield head + body + b"\r\n"
+
+
+def multipart_response(
+    items: AsyncIterator[tuple[str, bytes]], boundary: str = BOUNDARY
+) -> StreamResponse:
+    """A never-ending response (until `items` ends or the client leaves) whose parts replace
+    each other in the client, as browsers do for an `<img>` of MJPEG."""
+    return StreamResponse(
+        200,
+        _parts(items, boundary.encode("latin-1")),
+        {
+            "Content-Type": f"multipart/x-mixed-replace; boundary={boundary}",
+            "Cache-Control": "no-store",
+        },
+    )
