@@ -67,6 +67,7 @@ lint: install
 	$(VENV)/bin/ruff check pkg tests bench fuzz soak
 	$(VENV)/bin/ruff format --check pkg tests bench fuzz soak
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/cython-lint --max-line-length 100 pkg
+	$(VENV)/bin/mypy pkg/camera_service
 
 bench-micro: build
 	$(PY) -m pytest bench/micro --benchmark-only -p no:cacheprovider

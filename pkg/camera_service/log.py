@@ -363,9 +363,12 @@ class ConsoleFormatter(logging.Formatter):
 
 
 class LoggingSettingsLike(Protocol):
-    level: str
-    format: str
-    file: str | None
+    @property
+    def level(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def file(self) -> str | None: ...
 
 
 _LEVELS = {

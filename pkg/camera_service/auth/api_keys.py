@@ -11,6 +11,7 @@ each other's change; readers never lock because the file is only ever replaced a
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import hashlib
 import hmac
@@ -269,7 +270,7 @@ class ApiKeyStore:
     def _locked(self) -> _DirLock:
         return _DirLock(os.path.dirname(self.path) or ".")
 
-    def _write(self, entries: list[ApiKeyEntry]) -> None:
+    def _write(self, entries: builtins.list[ApiKeyEntry]) -> None:
         doc = {"version": FILE_VERSION, "keys": [e.to_json() for e in entries]}
         data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
         try:

@@ -78,8 +78,9 @@ def _resolve(security: Any, env: Mapping[str, str]) -> JwtSecret:
     if path:
         return JwtSecret(_read_secret_file(path), "file", str(path))
 
-    value = getattr(security, "jwt_secret", None)
-    if value is not None:
+    configured = getattr(security, "jwt_secret", None)
+    if configured is not None:
+        value = configured
         if not isinstance(value, (str, bytes)) or not value:
             raise JwtSecretError("security.jwt_secret is set but empty")
         return JwtSecret(value, "config")

@@ -46,6 +46,7 @@ cdef bytes _ID_SEP = b',"id":'
 cdef bytes _TAIL = b'}'
 cdef bytes _NULL = b'null'
 
+
 def monotonic():
     """The clock the dispatcher and the rate limiter use (CLOCK_MONOTONIC, seconds)."""
     return _monotonic()

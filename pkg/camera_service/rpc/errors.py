@@ -41,12 +41,6 @@ class RpcError(Exception):
         self.message = message
         self.data = data
 
-    def to_dict(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            error["data"] = self.data
-        return error
-
     def __repr__(self) -> str:
         return f"RpcError({self.code}, {self.message!r}, {self.data!r})"
 

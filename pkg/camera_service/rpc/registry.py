@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from camera_service.auth.roles import ROLE_LEVELS
-from camera_service.rpc._jsonrpc import MethodEntry, make_entry
+from camera_service.rpc._jsonrpc import MethodEntry, PreEncoded, make_entry
 
 
 class MethodRegistry:
@@ -16,7 +16,7 @@ class MethodRegistry:
     def add(
         self,
         name: str,
-        handler: Callable[..., Any],
+        handler: Callable[..., Any] | PreEncoded,
         role: str | None,
         *,
         binds_context: bool = True,
@@ -35,6 +35,3 @@ class MethodRegistry:
 
     def entries(self) -> list[MethodEntry]:
         return list(self._entries.values())
-
-    def names(self) -> list[str]:
-        return list(self._entries)

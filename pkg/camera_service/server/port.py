@@ -97,7 +97,7 @@ class PortServer:
     async def start(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        ssl_context = make_ssl_context(s.tls_cert, s.tls_key) if s.tls_cert else None
+        ssl_context = make_ssl_context(s.tls_cert, s.tls_key) if s.tls_cert and s.tls_key else None
         self._server = await loop.create_server(
             lambda: _FirstLine(self),
             s.host,
@@ -126,7 +126,7 @@ class PortServer:
         self.table.accepting = False
         self.table.stop_keepalive()
         self._server.close()
-        self.table.close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+        self.table.close_all(WSCloseCode.GOING_AWAY.value, "server shutting down")
         await self.dispatcher.drain(timeout)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -211,9 +211,13 @@ class _FirstLine(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        # uvloop's transports are no asyncio.Transport subclass, so no isinstance check.
+        self._transport = transport  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._server.settings.handshake_timeout, transport.abort)
+        self._timer = loop.call_later(
+            self._server.settings.handshake_timeout,
+            transport.abort,  # type: ignore[attr-defined]
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

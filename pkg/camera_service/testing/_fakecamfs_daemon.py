@@ -232,7 +232,8 @@ class FakeCamFS(mfusepy.Operations):
             if handle is not None:
                 node = handle.node
             else:
-                node = self._node(path if path is not None else self.dir_handles.get(fh, ""))
+                fallback = self.dir_handles.get(fh, "") if fh is not None else ""
+                node = self._node(path if path is not None else fallback)
             is_dir = node.kind == stat.S_IFDIR
             return {
                 "st_mode": node.kind | node.mode,

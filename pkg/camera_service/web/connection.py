@@ -91,8 +91,9 @@ class HttpConnection(asyncio.Protocol):
     # ---- asyncio protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # uvloop's transports are no asyncio.Transport subclass, so no isinstance check.
+        self._transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
         self._table.http_open += 1
         self._timer = self._loop.call_later(self._handshake_timeout, self._on_timeout)
 
@@ -265,9 +266,10 @@ class HttpConnection(asyncio.Protocol):
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         self._head(status, headers, count)
         if not head_only and count:
-            for piece in self._h11.send_with_data_passthrough(
+            pieces = self._h11.send_with_data_passthrough(
                 h11.Data(data=_FileSpan(fd, offset, count))  # type: ignore[arg-type]
-            ):
+            )
+            for piece in pieces or ():
                 if isinstance(piece, _FileSpan):
                     await self._write_file(piece)
                 else:
