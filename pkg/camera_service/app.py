@@ -71,6 +71,7 @@ class Application:
 
     @property
     def port(self) -> int:
+        """The TCP port the service listens on (useful with `server.port = 0`)."""
         return self.server.port
 
     def _build(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -170,6 +171,7 @@ def _print_banner(config: Config, port: int) -> None:
 
 
 async def serve(config: Config, config_path: str | None = None) -> int:
+    """Run the service until SIGTERM/SIGINT, then stop it gracefully; returns the exit code."""
     app = Application(config, config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -259,6 +259,8 @@ _OPTIONAL_PATH = _OptionalStr("a path string")
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
+    """`[server]`: the listening port and its limits (PROTOCOL 1, 8)."""
+
     host: str = _setting("0.0.0.0", _Str())
     port: int = _setting(8002, _Int(0, 65535))
     websocket_path: str = _setting("/ws", _Str(prefix="/"))
@@ -276,6 +278,8 @@ class ServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
+    """`[security]`: JWT, API keys, state directory, rate limits (PROTOCOL 4, 8)."""
+
     jwt_secret: str | None = _setting(None, _OptionalStr("a string"))
     jwt_secret_file: str | None = _setting(None, _OPTIONAL_PATH)
     jwt_algorithms: tuple[str, ...] = _setting(("HS256",), _AlgorithmList())
@@ -296,6 +300,8 @@ class SecuritySettings:
 
 @dataclass(frozen=True, slots=True)
 class CameraSettings:
+    """`[camera]`: where video nodes appear and how they are probed."""
+
     device_dir: str = _setting("/dev", _PATH)
     device_range: tuple[int, ...] = _setting((), _IntList(0))
     probe_timeout: float = _setting(2.0, _Float(0, inclusive=False))
@@ -303,6 +309,8 @@ class CameraSettings:
 
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
+    """`[media]`: the media server whose URLs the camera list reports."""
+
     host: str = _setting("localhost", _Str())
     rtsp_port: int = _setting(8554, _Int(1, 65535))
     webrtc_port: int = _setting(8889, _Int(1, 65535))
@@ -311,6 +319,8 @@ class MediaSettings:
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
+    """`[logging]`: level, format and an optional rotated file."""
+
     level: str = _setting("info", _Choice(LOG_LEVELS, any_case=True))
     format: str = _setting("json", _Choice(LOG_FORMATS, any_case=False))
     file: str | None = _setting(None, _OPTIONAL_PATH)
@@ -353,6 +363,8 @@ _MASK = "***"
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole validated configuration, one frozen section per table."""
+
     server: ServerSettings = field(default_factory=ServerSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     camera: CameraSettings = field(default_factory=CameraSettings)

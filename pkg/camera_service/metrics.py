@@ -43,6 +43,7 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_rss_bytes() -> int:
+    """Resident memory of this process, from /proc/self/statm."""
     with open("/proc/self/statm", "rb") as f:
         return int(f.read().split()[1]) * _PAGE_SIZE
 
@@ -57,6 +58,7 @@ def process_cpu_seconds() -> tuple[float, float]:
 
 
 def open_fd_count() -> int:
+    """Open file descriptors of this process."""
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -109,6 +111,7 @@ class Metrics(Passive):
         self.started_monotonic = time.monotonic()
 
     def uptime(self) -> float:
+        """Seconds since the service started."""
         return time.monotonic() - self.started_monotonic
 
 

@@ -46,11 +46,14 @@ class ApiKeyStoreError(Exception):
 
 
 def hash_key(key: str) -> str:
+    """The stored form of an API key (hex SHA-256); the key itself is never stored."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyEntry:
+    """One stored key: id, name, role, times, active flag and the hash, never the key."""
+
     key_id: str
     name: str
     role: str

@@ -51,6 +51,8 @@ class _HmacKeyChecked(HMACAlgorithm):
 
 @dataclass(frozen=True, slots=True)
 class Claims:
+    """The validated claims of a JWT that a session is built from."""
+
     user_id: str
     role: str
     exp: float

@@ -35,6 +35,8 @@ class JwtSecretError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class JwtSecret:
+    """The JWT secret in use and where it came from (for logs, never the value)."""
+
     value: bytes | str
     # "env", "file", "config", "generated" (created now) or "state" (created on an earlier start)
     source: str

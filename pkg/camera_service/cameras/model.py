@@ -29,6 +29,8 @@ _EMPTY_DEVICE_INFO: Mapping[str, str] = MappingProxyType(
 
 @dataclass(frozen=True, slots=True)
 class Camera:
+    """One camera as the service reports it: identity, status and what it can capture."""
+
     device: str  # the node's path, e.g. "/dev/video0"
     number: int  # N of videoN
     status: str  # CONNECTED | DISCONNECTED | ERROR

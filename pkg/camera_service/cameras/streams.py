@@ -14,6 +14,8 @@ from camera_service.cameras.model import DISCONNECTED, Camera
 
 @dataclass(frozen=True, slots=True)
 class StreamUrls:
+    """Builds a camera's media-server URLs from the `[media]` settings."""
+
     host: str = "localhost"
     rtsp_port: int = 8554
     webrtc_port: int = 8889

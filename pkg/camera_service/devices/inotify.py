@@ -42,6 +42,8 @@ _READ_SIZE = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class InotifyEvent:
+    """One parsed inotify event: watch descriptor, mask, cookie and name."""
+
     wd: int
     mask: int
     cookie: int

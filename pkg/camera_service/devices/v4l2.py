@@ -55,6 +55,8 @@ _FOURCC_BE_FLAG = 1 << 31
 
 @dataclass(frozen=True, slots=True)
 class FrameSize:
+    """A frame size a format offers, with its frame rates (exact fractions)."""
+
     width: int
     height: int
     fps: tuple[Fraction, ...] = ()  # highest first
@@ -75,6 +77,8 @@ class SizeRange:
 
 @dataclass(frozen=True, slots=True)
 class Format:
+    """A pixel format a node offers, with its frame sizes."""
+
     fourcc: str
     description: str
     sizes: tuple[FrameSize, ...] = ()
@@ -84,6 +88,8 @@ class Format:
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
+    """What a probe of a video node found (QUERYCAP, formats, current format and rate)."""
+
     path: str
     driver: str
     card: str

@@ -81,6 +81,7 @@ class CameraApi(Passive):
 
 
 def register(registry: MethodRegistry, api: CameraApi) -> None:
+    """Add the camera methods of PROTOCOL 5.2-5.4 to `registry`."""
     registry.add("get_camera_list", api.get_camera_list, "viewer", binds_context=False)
     registry.add("get_camera_status", api.get_camera_status, "viewer")
     registry.add("get_camera_capabilities", api.get_camera_capabilities, "viewer")

@@ -10,5 +10,6 @@ PONG = PreEncoded(b'"pong"')
 
 
 def register(registry: MethodRegistry, gate: SessionGate) -> None:
+    """Add `ping` and `authenticate` to `registry`."""
     registry.add("ping", PONG, "viewer", binds_context=False)
     registry.add("authenticate", gate.authenticate, None)

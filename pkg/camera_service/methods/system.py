@@ -87,6 +87,7 @@ class SystemApi(Passive):
 
 
 def register(registry: MethodRegistry, api: SystemApi) -> None:
+    """Add the admin methods of PROTOCOL 5.5-5.7 to `registry`."""
     registry.add("get_metrics", api.get_metrics, "admin")
     registry.add("get_status", api.get_status, "admin")
     registry.add("get_server_info", api.get_server_info, "admin")

@@ -46,14 +46,17 @@ class RpcError(Exception):
 
 
 def invalid_params(reason: str) -> RpcError:
+    """-32602 with `data.reason` naming the parameter and what was expected."""
     return RpcError(INVALID_PARAMS, data={"reason": reason})
 
 
 def auth_failed(reason: str) -> RpcError:
+    """-32001 "Authentication failed" with the reason shown to the client."""
     return RpcError(AUTH_ERROR, AUTH_FAILED_MESSAGE, {"reason": reason})
 
 
 def auth_required() -> RpcError:
+    """-32001 "Authentication required": a protected call without a session."""
     return RpcError(
         AUTH_ERROR,
         AUTH_REQUIRED_MESSAGE,

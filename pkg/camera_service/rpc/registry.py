@@ -10,6 +10,8 @@ from camera_service.rpc._jsonrpc import MethodEntry, PreEncoded, make_entry
 
 
 class MethodRegistry:
+    """Collects the JSON-RPC methods at start-up; `entries()` feeds the dispatcher."""
+
     def __init__(self) -> None:
         self._entries: dict[str, MethodEntry] = {}
 

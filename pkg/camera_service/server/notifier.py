@@ -38,4 +38,5 @@ class WebSocketNotifier:
         self.streams = StreamUrls.from_config(config)
 
     def on_camera_changed(self, event: CameraChanged) -> None:
+        """Send one `camera_status_update` for the change to every authenticated client."""
         self.table.broadcast(CAMERA_STATUS_UPDATE, camera_list_entry(event.camera, self.streams))

@@ -42,6 +42,7 @@ _PICOWS_LOGGER = logging.getLogger("picows.camera_service.picows")
 
 
 def make_ssl_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server TLS context from a PEM certificate chain and key."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
@@ -91,6 +92,7 @@ class PortServer:
 
     def new_context(self, client_id: str) -> CallContext:
         # Every connection has a bucket; rpm or burst 0 makes it let everything through.
+        """The per-connection state for a new WebSocket client, with its token bucket."""
         bucket = TokenBucket(self.security.rate_limit_rpm, self.security.rate_limit_burst)
         return CallContext(client_id, bucket=bucket)
 
@@ -139,12 +141,14 @@ class PortServer:
     # ---- routing -----------------------------------------------------------------------------
 
     def is_full(self) -> bool:
+        """Whether a new connection must be refused (limit reached, or shutting down)."""
         return (
             not self.table.accepting
             or self.table.open_connections() >= self.settings.max_connections
         )
 
     def websocket_protocol(self) -> Any:
+        """A picows protocol for one connection, configured like `ws_create_server` would."""
         s = self.settings
         return WSProtocol(
             None,  # host and port: server side
@@ -167,6 +171,7 @@ class PortServer:
         )
 
     def http_protocol(self) -> HttpConnection:
+        """The HTTP protocol for one connection (answering 503 when the port is full)."""
         refuse = None
         if self.is_full():
             self.table.refused += 1
@@ -197,6 +202,7 @@ class PortServer:
             raise
 
     def is_websocket_target(self, method: bytes, target: bytes) -> bool:
+        """Whether a request line asks for the WebSocket endpoint."""
         path = target.split(b"?", 1)[0]
         return method == b"GET" and path.decode("latin-1") == self._ws_path
 

@@ -19,6 +19,7 @@ class HttpApp:
         self._prefixes: list[tuple[str, Handler]] = []
 
     def add_route(self, path: str, handler: Handler) -> None:
+        """Answer `path` (exactly, without the query) with `handler`."""
         if path in self._exact:
             raise ValueError(f"HTTP route registered twice: {path}")
         self._exact[path] = handler
@@ -29,6 +30,7 @@ class HttpApp:
         self._prefixes.sort(key=lambda item: -len(item[0]))  # the longest prefix wins
 
     def handler_for(self, path: str) -> Handler | None:
+        """The handler for `path`, or None."""
         handler = self._exact.get(path)
         if handler is not None:
             return handler
@@ -38,6 +40,7 @@ class HttpApp:
         return None
 
     async def respond(self, request: Request) -> AnyResponse:
+        """The handler's response to `request`, 404 when no route matches."""
         handler = self.handler_for(request.path)
         if handler is None:
             return not_found()

@@ -67,6 +67,7 @@ AnyResponse = Response | FileResponse | StreamResponse
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON body, never cached."""
     all_headers = {"Content-Type": JSON_TYPE, **NO_STORE}
     if headers:
         all_headers.update(headers)
@@ -98,19 +99,23 @@ def internal_error() -> Response:
 
 
 def guess_type(path: str) -> str:
+    """The Content-Type for a file name."""
     kind, _ = mimetypes.guess_type(path)
     return kind or "application/octet-stream"
 
 
 def etag_of(st: os.stat_result) -> str:
+    """A strong validator from size and modification time."""
     return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
 
 
 def http_date(ts: float) -> str:
+    """An HTTP date (RFC 9110 IMF-fixdate)."""
     return formatdate(ts, usegmt=True)
 
 
 def is_regular(st: os.stat_result) -> bool:
+    """Whether a stat result is a regular file."""
     return stat.S_ISREG(st.st_mode)
 
 
