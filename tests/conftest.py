@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from typing import Any
 
@@ -217,3 +218,16 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """(status, headers with lower-case names) of a raw HTTP/1.1 response head."""
+    lines = head.decode("latin-1").split("\r\n")
+    match = re.fullmatch(r"HTTP/1\.1 (\d{3})(?: .*)?", lines[0])
+    assert match, lines[0]
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return int(match.group(1)), headers

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import statistics
 import time
 
 import orjson
 import pytest
-from conftest import RawClient, mint_token, wait_until, ws_url
+from conftest import RawClient, mint_token, parse_head, wait_until, ws_url
 
 from camera_service.client import RpcClient
 from camera_service.metrics import process_rss_bytes
@@ -37,15 +36,7 @@ def request_head(path: str, port: int, method: str = "GET", **headers: str) -> s
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    lines = head.decode("latin-1").split("\r\n")
-    match = re.fullmatch(r"HTTP/1\.1 (\d{3}) .*", lines[0])
-    assert match, lines[0]
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return int(match.group(1)), headers
+    return parse_head(head.rstrip(b"\r\n"))
 
 
 async def fetch(port: int, path: str, method: str = "GET", **headers: str):

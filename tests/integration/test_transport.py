@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from conftest import RawClient, RawListener, mint_token, wait_until, ws_url
+from conftest import RawClient, RawListener, mint_token, parse_head, wait_until, ws_url
 from picows import WSCloseCode, WSError, WSMsgType, ws_connect
 
 from camera_service.config import ConfigError
@@ -27,18 +27,6 @@ UPGRADE = (
     "Sec-WebSocket-Version: 13\r\n"
     "\r\n"
 )
-
-
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    match = re.fullmatch(r"HTTP/1\.1 (\d{3})(?: .*)?", lines[0])
-    assert match, lines[0]
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return int(match.group(1)), headers
 
 
 async def http_exchange(port: int, request: str, timeout: float = 3.0):

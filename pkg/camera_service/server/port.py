@@ -75,10 +75,6 @@ class PortServer:
         assert self._server is not None, "server not started"
         return self._server.sockets[0].getsockname()[1]
 
-    @property
-    def is_serving(self) -> bool:
-        return self._server is not None and self.table.accepting
-
     def apply(self, config: Config) -> None:
         """Live keys (max_connections, max_batch, max_send_buffer_bytes, the rate limit)
         apply at once; the send buffer limit applies to connections opened after the change."""
