@@ -11,8 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from camera_service import __version__
 from camera_service.auth.authenticator import Authenticator
@@ -40,7 +39,13 @@ log = logging.getLogger("camera_service.app")
 class ConfigReloader(Passive):
     """The config watcher as a component: a valid changed file reaches `on_change`."""
 
-    def __init__(self, path: str | None, config: Config, on_change: Any, env: Any) -> None:
+    def __init__(
+        self,
+        path: str | None,
+        config: Config,
+        on_change: Callable[[Config, Config, set[str]], None],
+        env: Mapping[str, str] | None,
+    ) -> None:
         self._watcher = (
             ConfigWatcher(path, on_change, env=env, initial=config) if path is not None else None
         )

@@ -14,6 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from camera_service.auth.authenticator import Authenticator
+from camera_service.auth.gate import SessionGate
+from camera_service.config import SecuritySettings
 from camera_service.rpc import _jsonrpc
 from camera_service.rpc._jsonrpc import (
     CallContext,
@@ -33,7 +36,15 @@ class Recorder:
         self.calls: list[tuple[str, object]] = []
 
 
+def new_authenticator() -> Authenticator:
+    """A real authenticator whose key store is never written (no key exists)."""
+    security = SecuritySettings(jwt_secret="unit-test-secret-" + "k" * 40, state_dir="/nonexistent")
+    return Authenticator(security, env={})
+
+
 def build(max_batch: int = 100, authorizer=None):
+    if authorizer is None:
+        authorizer = SessionGate(new_authenticator(), 5)
     rec = Recorder()
 
     def echo(ctx, params):
@@ -436,8 +447,8 @@ def test_expired_session_is_cleared():
     assert rec.calls == []
 
 
-def test_per_request_token_without_authorizer():
-    d, rec = build(authorizer=None)
+def test_invalid_per_request_token():
+    d, rec = build()
     ctx, _ = new_ctx()
     out = orjson.loads(d.handle(ctx, req("viewer_only", 1, {"auth_token": "x"})))
     assert (out["error"]["code"], out["error"]["message"]) == (-32001, "Authentication failed")
@@ -445,8 +456,9 @@ def test_per_request_token_without_authorizer():
 
 
 def test_per_request_token_uses_authorizer_level():
-    class Authorizer:
+    class Authorizer(SessionGate):
         def __init__(self):
+            super().__init__(new_authenticator(), 5)
             self.seen = []
 
         def authorize_request(self, ctx, params):
@@ -537,11 +549,11 @@ def test_authorizer_crash_is_internal_error_not_an_exception():
     """A bug in the token check must answer -32603 like a bug in a handler, not escape
     from handle() (which would tear the connection down)."""
 
-    class BrokenAuthorizer:
+    class BrokenAuthorizer(SessionGate):
         def authorize_request(self, ctx, params):
             raise KeyError(SECRET_TEXT)
 
-    d, rec = build(authorizer=BrokenAuthorizer())
+    d, rec = build(authorizer=BrokenAuthorizer(new_authenticator(), 5))
     ctx, _ = new_ctx()
     raw = d.handle(ctx, req("viewer_only", 5, {"auth_token": "t"}))
     out = orjson.loads(raw)

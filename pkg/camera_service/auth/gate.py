@@ -1,8 +1,10 @@
-"""The session rules of a connection (PROTOCOL 4.2, 4.5): `authenticate`, tokens passed with a
-single call, the failure limit, and ending sessions whose API key was revoked.
+"""The session rules of a connection (PROTOCOL 4.2, 4.5): `authenticate`, who may call what
+(sessions, tokens passed with a single call, expiry, roles), the failure limit, and ending
+sessions whose API key was revoked.
 
-The dispatcher (rpc/_jsonrpc.pyx) enforces what these rules store on the connection's context
-(role level and expiry) with one integer and one clock compare per request.
+The dispatcher (rpc/_jsonrpc.pyx) calls `SessionGate.authorize` for protected calls; its fast
+path for the commonest requests only reads what these rules stored on the connection's
+context (role level and expiry): one integer and one clock compare per request.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from camera_service.auth.authenticator import AUTH_TYPES, Authenticator
+from camera_service.auth.roles import LEVEL_NAMES
 from camera_service.auth.sessions import AuthenticationFailed, Session
 from camera_service.core.component import Passive
 from camera_service.rpc._jsonrpc import CallContext
-from camera_service.rpc.errors import auth_failed, invalid_params
+from camera_service.rpc.errors import (
+    PERMISSION_DENIED,
+    RpcError,
+    auth_failed,
+    auth_required,
+    invalid_params,
+)
 
 if TYPE_CHECKING:
     from camera_service.config import Config
@@ -85,6 +94,32 @@ class SessionGate(Passive):
         ctx.auth_failures = 0
         bind_session(ctx, session)
         return session.to_result()
+
+    def authorize(
+        self, ctx: CallContext, required_level: int, method: str, params: dict[str, Any]
+    ) -> int:
+        """May this call of `method` run? Returns the role level it runs with, or raises
+        -32001 (no session, bad per-request token, expired session: cleared) or -32003."""
+        if "auth_token" in params or "token" in params:
+            level = self.authorize_request(ctx, params)
+        elif ctx.role_level == 0:
+            raise auth_required()
+        elif ctx.expires_at and time.time() >= ctx.expires_at:
+            ctx.clear_session()
+            raise auth_failed("token expired")
+        else:
+            level = ctx.role_level
+        if level < required_level:
+            required = LEVEL_NAMES[required_level]
+            raise RpcError(
+                PERMISSION_DENIED,
+                data={
+                    "reason": f"{method} needs the {required} role",
+                    "required_role": required,
+                    "role": LEVEL_NAMES.get(level),
+                },
+            )
+        return level
 
     def authorize_request(self, ctx: CallContext, params: dict[str, Any]) -> int:
         """Validate a token passed inside a protected call's params; returns the role level
