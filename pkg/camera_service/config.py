@@ -53,6 +53,7 @@ HMAC_ALGORITHMS: tuple[str, ...] = ("HS256", "HS384", "HS512")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 LOG_FORMATS: tuple[str, ...] = ("json", "console")
 API_KEYS_FILENAME = "api_keys.json"
+SNAPSHOTS_DIRNAME = "snapshots"
 
 
 class ConfigError(ValueError):
@@ -227,6 +228,35 @@ class _AlgorithmList(_Rule):
         return _parse_list_text(text)
 
 
+class _FourccList(_Rule):
+    expected = 'a non-empty list of FourCC codes (4 characters each, e.g. "MJPG")'
+
+    def check(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _Invalid()
+        for item in value:
+            if not isinstance(item, str) or len(item) != 4 or not item.isascii():
+                raise _Invalid()
+        return tuple(value)
+
+    def from_env(self, text: str) -> list[Any]:
+        return _parse_list_text(text)
+
+
+_RESOLUTION_TEXT = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
+
+
+class _Resolution(_Rule):
+    expected = 'a resolution "WIDTHxHEIGHT" such as "1280x720", or "" for the camera\'s own'
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid()
+        if value and not _RESOLUTION_TEXT.fullmatch(value):
+            raise _Invalid()
+        return value
+
+
 class _IntList(_Rule):
     def __init__(self, low: int) -> None:
         self.low = low
@@ -318,6 +348,35 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """`[capture]`: how the one capture per camera is set up (PROTOCOL 5.8)."""
+
+    formats: tuple[str, ...] = _setting(("MJPG", "YUYV"), _FourccList())
+    resolution: str = _setting("", _Resolution())
+    fps: float = _setting(0.0, _Float(0, inclusive=True))
+    buffers: int = _setting(4, _Int(2, 32))
+    idle_stop_seconds: float = _setting(5.0, _Float(0, inclusive=True))
+    frame_timeout: float = _setting(5.0, _Float(0, inclusive=False))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotSettings:
+    """`[snapshots]`: where snapshots go and their default JPEG quality (PROTOCOL 5.9)."""
+
+    # None until resolved: "<state_dir>/snapshots" (Config.__post_init__).
+    path: str = _setting(None, _OPTIONAL_PATH)
+    quality: int = _setting(85, _Int(1, 100))
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """`[storage]`: disk use thresholds in percent (PROTOCOL 5.9, 5.14)."""
+
+    warn_percent: int = _setting(80, _Int(1, 100))
+    block_percent: int = _setting(90, _Int(1, 100))
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """`[logging]`: level, format and an optional rotated file."""
 
@@ -332,6 +391,9 @@ SECTIONS: dict[str, type] = {
     "camera": CameraSettings,
     "media": MediaSettings,
     "logging": LoggingSettings,
+    "capture": CaptureSettings,
+    "snapshots": SnapshotSettings,
+    "storage": StorageSettings,
 }
 
 _RULES: dict[str, dict[str, _Rule]] = {
@@ -355,6 +417,9 @@ LIVE_KEYS: frozenset[str] = frozenset(
     }
     | {f"security.{key}" for key in _RULES["security"] if key != "state_dir"}
     | {f"media.{key}" for key in _RULES["media"]}
+    | {f"capture.{key}" for key in _RULES["capture"] if key != "buffers"}
+    | {"snapshots.quality"}
+    | {f"storage.{key}" for key in _RULES["storage"]}
 )
 
 SECRET_KEYS: frozenset[str] = frozenset({"security.jwt_secret"})
@@ -370,8 +435,18 @@ class Config:
     camera: CameraSettings = field(default_factory=CameraSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     # Where the file layer came from; None when only defaults, env and overrides were used.
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.snapshots.path is None:
+            resolved = os.path.join(self.security.state_dir, SNAPSHOTS_DIRNAME)
+            object.__setattr__(
+                self, "snapshots", dataclasses.replace(self.snapshots, path=resolved)
+            )
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}
@@ -495,6 +570,12 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError(
             "server.tls_cert and server.tls_key: set both (for wss://) or neither, "
             f"got tls_cert={server.tls_cert!r} and tls_key={server.tls_key!r}"
+        )
+    storage = config.storage
+    if storage.warn_percent > storage.block_percent:
+        raise ConfigError(
+            f"storage.warn_percent: expected at most storage.block_percent "
+            f"({storage.block_percent!r}), got {storage.warn_percent!r}"
         )
     if server.ping_timeout > server.ping_interval:
         # picows waits for the pong inside the idle interval, so a longer timeout cannot work.

@@ -98,6 +98,16 @@ EXPECTED_DEFAULTS = {
     "camera": {"device_dir": "/dev", "device_range": [], "probe_timeout": 2.0},
     "media": {"host": "localhost", "rtsp_port": 8554, "webrtc_port": 8889, "hls_port": 8888},
     "logging": {"level": "info", "format": "json", "file": None},
+    "capture": {
+        "formats": ["MJPG", "YUYV"],
+        "resolution": "",
+        "fps": 0.0,
+        "buffers": 4,
+        "idle_stop_seconds": 5.0,
+        "frame_timeout": 5.0,
+    },
+    "snapshots": {"path": "./var/snapshots", "quality": 85},
+    "storage": {"warn_percent": 80, "block_percent": 90},
 }
 
 
@@ -181,6 +191,14 @@ def test_live_keys_are_exactly_the_protocol_live_column():
         "media.hls_port",
         "logging.level",
         "logging.format",
+        "capture.formats",
+        "capture.resolution",
+        "capture.fps",
+        "capture.idle_stop_seconds",
+        "capture.frame_timeout",
+        "snapshots.quality",
+        "storage.warn_percent",
+        "storage.block_percent",
     }
     assert isinstance(LIVE_KEYS, frozenset)
 
@@ -408,6 +426,9 @@ N = "expected a non-empty string"
 OPT = 'expected a path string (or "" for unset)'
 ALGS = "expected a non-empty list of HS256, HS384, HS512"
 
+FOURCC = 'expected a non-empty list of FourCC codes (4 characters each, e.g. "MJPG")'
+RES = 'expected a resolution "WIDTHxHEIGHT" such as "1280x720", or "" for the camera\'s own'
+
 BAD_VALUES = [
     ("server", "host", 5, f"{N}, got 5"),
     ("server", "host", "", f"{N}, got ''"),
@@ -503,6 +524,20 @@ BAD_VALUES = [
     ("logging", "level", 10, "expected one of debug, info, warning, error (any case), got 10"),
     ("logging", "format", "JSON", "expected one of json, console, got 'JSON'"),
     ("logging", "file", 3, f"{OPT}, got 3"),
+    ("capture", "formats", [], f"{FOURCC}, got []"),
+    ("capture", "formats", ["MJPEG"], f"{FOURCC}, got ['MJPEG']"),
+    ("capture", "resolution", "1280*720", f"{RES}, got '1280*720'"),
+    ("capture", "resolution", "0x720", f"{RES}, got '0x720'"),
+    ("capture", "fps", -1, "expected a number >= 0, got -1"),
+    ("capture", "buffers", 1, "expected an integer 2-32, got 1"),
+    ("capture", "buffers", 33, "expected an integer 2-32, got 33"),
+    ("capture", "idle_stop_seconds", -1, "expected a number >= 0, got -1"),
+    ("capture", "frame_timeout", 0, "expected a number > 0, got 0"),
+    ("snapshots", "path", 3, f"{OPT}, got 3"),
+    ("snapshots", "quality", 0, "expected an integer 1-100, got 0"),
+    ("snapshots", "quality", 101, "expected an integer 1-100, got 101"),
+    ("storage", "warn_percent", 0, "expected an integer 1-100, got 0"),
+    ("storage", "block_percent", 101, "expected an integer 1-100, got 101"),
 ]
 
 
@@ -683,10 +718,14 @@ def test_changed_keys_lists_dotted_keys_both_ways():
     assert dataclasses.replace(a, source="/x.toml").changed_keys(a) == set()
 
 
-def test_changing_state_dir_moves_the_default_key_store():
+def test_changing_state_dir_moves_the_default_key_store_and_snapshots():
     a = Config()
     b = load_config(None, env={}, overrides={"security": {"state_dir": "/elsewhere"}})
-    assert a.changed_keys(b) == {"security.state_dir", "security.api_keys_file"}
+    assert a.changed_keys(b) == {
+        "security.state_dir",
+        "security.api_keys_file",
+        "snapshots.path",
+    }
 
 
 def test_logging_settings_defaults():
@@ -703,3 +742,17 @@ def test_ping_timeout_may_not_exceed_ping_interval():
     )
     cfg = load_config(None, env={}, overrides={"server": {"ping_interval": 5, "ping_timeout": 5}})
     assert cfg.server.ping_timeout == 5.0
+
+
+def test_storage_warn_may_not_exceed_block():
+    with pytest.raises(ConfigError, match=r"^storage\.warn_percent: expected at most"):
+        load_config(env={}, overrides={"storage": {"warn_percent": 95, "block_percent": 90}})
+
+
+def test_snapshots_path_defaults_under_the_state_dir():
+    cfg = load_config(env={}, overrides={"security": {"state_dir": "/srv/cam"}})
+    assert cfg.snapshots.path == "/srv/cam/snapshots"
+    cfg = load_config(env={}, overrides={"snapshots": {"path": "/data/snaps"}})
+    assert cfg.snapshots.path == "/data/snaps"
+    cfg = load_config(env={"CAMERA_SERVICE_CAPTURE_FORMATS": "YUYV,MJPG"})
+    assert cfg.capture.formats == ("YUYV", "MJPG")

@@ -44,6 +44,25 @@ class CameraChanged:
     camera: Camera
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotTaken:
+    """A snapshot file was written completely (`path` is its final place)."""
+
+    device: str
+    filename: str
+    path: str
+    file_size: int
+    timestamp: float  # epoch seconds of the frame's capture
+
+
+@dataclass(frozen=True, slots=True)
+class FileDeleted:
+    """A recording or snapshot file was deleted through the service."""
+
+    kind: str  # "recording" | "snapshot"
+    filename: str
+
+
 E = TypeVar("E")
 Handler = Callable[[Any], Any]
 

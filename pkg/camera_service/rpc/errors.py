@@ -14,6 +14,11 @@ RATE_LIMITED = -32002
 PERMISSION_DENIED = -32003
 CAMERA_NOT_FOUND = -1000
 CAMERA_NOT_AVAILABLE = -1001
+RECORDING_IN_PROGRESS = -1002
+NOT_RECORDING = -1003
+FILE_NOT_FOUND = -1005
+ALREADY_RECORDING = -1006
+STORAGE_CRITICAL = -1010
 
 MESSAGES = {
     PARSE_ERROR: "Parse error",
@@ -25,6 +30,15 @@ MESSAGES = {
     PERMISSION_DENIED: "Insufficient permissions",
     CAMERA_NOT_FOUND: "Camera not found",
     CAMERA_NOT_AVAILABLE: "Camera not available",
+    RECORDING_IN_PROGRESS: "Recording in progress",
+    NOT_RECORDING: "Camera is not recording",
+    ALREADY_RECORDING: "Camera is currently recording",
+    STORAGE_CRITICAL: "Storage space is critical",
+}
+# -1005 names the kind of file: "Recording file not found" / "Snapshot file not found".
+FILE_NOT_FOUND_MESSAGES = {
+    "recording": "Recording file not found",
+    "snapshot": "Snapshot file not found",
 }
 AUTH_REQUIRED_MESSAGE = "Authentication required"
 AUTH_FAILED_MESSAGE = "Authentication failed"
@@ -48,6 +62,15 @@ class RpcError(Exception):
 def invalid_params(reason: str) -> RpcError:
     """-32602 with `data.reason` naming the parameter and what was expected."""
     return RpcError(INVALID_PARAMS, data={"reason": reason})
+
+
+def file_not_found(kind: str, filename: str) -> RpcError:
+    """-1005 for a `kind` ("recording" or "snapshot") file that does not exist."""
+    return RpcError(
+        FILE_NOT_FOUND,
+        FILE_NOT_FOUND_MESSAGES[kind],
+        {"reason": f"no {kind} file with this name", "filename": filename},
+    )
 
 
 def auth_failed(reason: str) -> RpcError:
