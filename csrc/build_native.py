@@ -17,7 +17,9 @@ def _read(name: str) -> str:
 
 
 ffibuilder = FFI()
+# One cdef file per kernel API: discovery and inotify, then streaming capture.
 ffibuilder.cdef(_read("native.cdef"))
+ffibuilder.cdef(_read("v4l2_capture.cdef"))
 ffibuilder.set_source(
     "camera_service.devices._native",
     _read("native.c"),

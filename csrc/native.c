@@ -12,3 +12,4 @@
 static struct v4l2_pix_format *cs_format_pix(struct v4l2_format *f) { return &f->fmt.pix; }
 static struct v4l2_pix_format_mplane *cs_format_pix_mp(struct v4l2_format *f) { return &f->fmt.pix_mp; }
 static struct v4l2_captureparm *cs_streamparm_capture(struct v4l2_streamparm *p) { return &p->parm.capture; }
+static uint32_t cs_buffer_offset(struct v4l2_buffer *b) { return b->m.offset; }

@@ -53,31 +53,38 @@ class CameraApi(Passive):
             self._list_version = version
         return self._list_json
 
-    def _camera(self, params: dict[str, Any]) -> Camera:
-        device = params.get("device")
-        if device is None:
-            raise invalid_params(
-                "device is required: a device path such as /dev/video0 or a "
-                "stream name such as camera0"
-            )
-        if not isinstance(device, str):
-            raise invalid_params(f"device must be a string, got {type(device).__name__}")
-        camera = self.monitor.get(device)
-        if camera is None:
-            raise RpcError(
-                CAMERA_NOT_FOUND,
-                data={
-                    "reason": "no camera with this device path or stream name",
-                    "device": device[:256],
-                },
-            )
-        return camera
-
     def get_camera_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        return camera_status(self._camera(params), self.streams)
+        return camera_status(find_camera(self.monitor, params), self.streams)
 
     def get_camera_capabilities(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        return camera_capabilities(self._camera(params))
+        return camera_capabilities(find_camera(self.monitor, params))
+
+
+def device_param(params: dict[str, Any]) -> str:
+    """The required `device` param: -32602 when missing or not a string."""
+    device = params.get("device")
+    if device is None:
+        raise invalid_params(
+            "device is required: a device path such as /dev/video0 or a stream name such as camera0"
+        )
+    if not isinstance(device, str):
+        raise invalid_params(f"device must be a string, got {type(device).__name__}")
+    return device
+
+
+def find_camera(monitor: CameraMonitor, params: dict[str, Any]) -> Camera:
+    """The camera named by `device` (a path or `cameraN`); -1000 when there is none."""
+    device = device_param(params)
+    camera = monitor.get(device)
+    if camera is None:
+        raise RpcError(
+            CAMERA_NOT_FOUND,
+            data={
+                "reason": "no camera with this device path or stream name",
+                "device": device[:256],
+            },
+        )
+    return camera
 
 
 def register(registry: MethodRegistry, api: CameraApi) -> None:

@@ -1,0 +1,31 @@
+"""`take_snapshot` (PROTOCOL 5.9): checks in the protocol's order, then the media plane."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from camera_service.media.snapshots import SnapshotTaker, parse_request
+from camera_service.methods.cameras import device_param, find_camera
+from camera_service.rpc.registry import MethodRegistry
+
+if TYPE_CHECKING:
+    from camera_service.cameras.monitor import CameraMonitor
+
+
+class MediaApi:
+    """Handlers over the capture manager's consumers."""
+
+    def __init__(self, monitor: CameraMonitor, snapshots: SnapshotTaker) -> None:
+        self.monitor = monitor
+        self.snapshots = snapshots
+
+    async def take_snapshot(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        device_param(params)
+        request = parse_request(params, self.snapshots.config.snapshots.quality)
+        camera = find_camera(self.monitor, params)
+        return await self.snapshots.take(camera, request)
+
+
+def register(registry: MethodRegistry, api: MediaApi) -> None:
+    """Add the media methods to `registry`."""
+    registry.add("take_snapshot", api.take_snapshot, "operator")
