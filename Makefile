@@ -35,14 +35,19 @@ install: $(VENV)/.installed
 build: install
 	$(PY) setup.py -q build_ext --inplace
 
-# fuse3 gives fusermount3 and libfuse3 for the fake cameras; only root can install it.
+# fuse3 gives fusermount3 and libfuse3 for the fake cameras; ffmpeg gives ffmpeg and ffprobe,
+# the independent client and checker of the fake cameras' streams. Only root can install them:
+# one apt-get update, then whatever is missing.
 system-deps:
-	@if ! command -v fusermount3 >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
+	{ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || missing="$$missing ffmpeg"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing Debian package fuse3"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null; \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "fuse3 missing and not root: FUSE tests will skip"; \
+			echo "not root, Debian packages missing:$$missing (FUSE / ffmpeg tests will skip)"; \
 		fi; \
 	fi
 

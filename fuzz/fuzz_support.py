@@ -41,6 +41,7 @@ MESSAGES = {
     -32003: "Insufficient permissions",
     -1000: "Camera not found",
     -1001: "Camera not available",
+    -1005: "Snapshot file not found",  # the only files the fuzz service has methods for
 }
 AUTH_MESSAGES = ("Authentication required", "Authentication failed")
 
@@ -61,6 +62,10 @@ METHOD_LEVEL = {
     "get_metrics": 3,
     "get_status": 3,
     "get_server_info": 3,
+    "list_snapshots": 1,
+    "get_snapshot_info": 1,
+    "delete_snapshot": 2,
+    "take_snapshot": 2,
 }
 METHODS = tuple(METHOD_LEVEL)
 AUTH_TYPES = ("auto", "jwt", "api_key")
@@ -327,6 +332,39 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
         if type(device) is not str:
             return Err(None, -32602, reason="device")
         return Err(None, -1000, device=device[:256])  # no camera exists in the fuzz service
+    if method == "list_snapshots":
+        limit, offset = params.get("limit", 100), params.get("offset", 0)
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            return Err(None, -32602, reason="limit")
+        if type(offset) is not int or offset < 0:
+            return Err(None, -32602, reason="offset")
+        # The fuzz service's snapshot directory is empty.
+        return Ok(None, {"files": [], "total": 0, "limit": limit, "offset": offset})
+    if method == "take_snapshot":
+        device = params.get("device")
+        if type(device) is not str:
+            return Err(None, -32602, reason="device")
+        fmt = params.get("format", "jpg")
+        if type(fmt) is not str or fmt.lower() not in ("jpg", "jpeg", "png"):
+            return Err(None, -32602, reason="format")
+        quality = params.get("quality", 85)
+        if type(quality) is not int or not 1 <= quality <= 100:
+            return Err(None, -32602, reason="quality")
+        name = params.get("filename")
+        if name is not None:
+            if type(name) is not str:
+                return Err(None, -32602, reason="filename")
+            extensions = (".png",) if fmt.lower() == "png" else (".jpg", ".jpeg")
+            if not name.lower().endswith(extensions):
+                name += extensions[0]  # the extension is added before the name is judged
+            if not _is_base_name(name):
+                return Err(None, -32602, reason="filename")
+        return Err(None, -1000, device=device[:256])  # no camera exists in the fuzz service
+    if method in ("get_snapshot_info", "delete_snapshot"):
+        name = params.get("filename")
+        if type(name) is not str or not _is_base_name(name):
+            return Err(None, -32602, reason="filename")
+        return Err(None, -1005, filename=name)
     if method == "get_metrics":
         return Ok(None, check=lambda r: set(r) == METRICS_KEYS)
     if method == "get_status":
@@ -340,6 +378,21 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
         )
     assert method == "get_server_info"
     return Ok(None, check=lambda r: set(r) == SERVER_INFO_KEYS and r["name"] == "Camera Service")
+
+
+def _is_base_name(name: str) -> bool:
+    """PROTOCOL 5.8, written out again so that the oracle does not trust the server's check."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return (
+        0 < size <= 255
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name)
+    )
 
 
 def _authenticated(role: str, token: str):

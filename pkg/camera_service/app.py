@@ -1,7 +1,8 @@
 """Composition root: builds the components with their dependencies, starts them in order,
 stops them in reverse, and hands every reloaded configuration to each one's `apply`.
 
-    config -> logging -> metrics -> camera monitor -> auth -> methods -> dispatcher
+    config -> logging -> metrics -> camera monitor -> auth -> captures -> file index
+           -> snapshots -> methods -> dispatcher
            -> HTTP routes -> port server -> notifier -> API key watcher -> config watcher
 """
 
@@ -23,7 +24,10 @@ from camera_service.config import Config, ConfigWatcher
 from camera_service.core.component import Component, Passive
 from camera_service.core.events import EventBus
 from camera_service.log import LoggingComponent, configure_logging
-from camera_service.methods import cameras, core, system
+from camera_service.media.capture import CaptureManager
+from camera_service.media.files import snapshot_index
+from camera_service.media.snapshots import SnapshotTaker
+from camera_service.methods import cameras, core, files, media, system
 from camera_service.metrics import Metrics
 from camera_service.rpc._jsonrpc import Dispatcher
 from camera_service.rpc.registry import MethodRegistry
@@ -31,6 +35,7 @@ from camera_service.server.connections import ConnectionTable
 from camera_service.server.notifier import WebSocketNotifier
 from camera_service.server.port import PortServer
 from camera_service.web.app import HttpApp
+from camera_service.web.files import add_file_routes
 from camera_service.web.health import add_health_routes
 
 log = logging.getLogger("camera_service.app")
@@ -89,17 +94,26 @@ class Application:
         self.gate = SessionGate(self.authenticator, config.security.max_auth_failures)
         self.camera_api = cameras.CameraApi(self.monitor, StreamUrls.from_config(config))
         self.system_api = system.SystemApi(config, self.monitor, self.table, self.metrics)
+        self.captures = CaptureManager(self.bus, config.capture)
+        self.snapshot_files = snapshot_index(config, self.bus)
+        self.snapshots = SnapshotTaker(
+            config, self.captures, self.bus, self.snapshot_files.note_written
+        )
+        self.media_api = media.MediaApi(self.monitor, self.snapshots)
 
         self.registry = MethodRegistry()
         core.register(self.registry, self.gate)
         cameras.register(self.registry, self.camera_api)
         system.register(self.registry, self.system_api)
+        files.register(self.registry, self.snapshot_files)
+        media.register(self.registry, self.media_api)
         self.dispatcher = Dispatcher(
             self.registry.entries(), config.server.max_batch, self.gate, self.metrics.requests
         )
 
         self.http = HttpApp()
         add_health_routes(self.http, self.monitor, self.table, self.metrics, self.registry)
+        add_file_routes(self.http, self.snapshot_files, self.authenticator)
         self.server = PortServer(
             config, self.table, self.dispatcher, self.metrics.latency, self.http
         )
@@ -117,6 +131,9 @@ class Application:
             self.gate,
             self.camera_api,
             self.system_api,
+            self.captures,
+            self.snapshot_files,
+            self.snapshots,
             self.server,
             self.notifier,
             self.key_watcher,

@@ -178,6 +178,21 @@ def devices(service):
     )
 
 
+# Base names and the ways PROTOCOL 5.8 refuses them (the fuzz service has no files).
+FILE_NAMES = [
+    "missing.jpg",
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "../x",
+    "a\\b",
+    "a\x00b",
+    "é" * 127,
+    "é" * 128,
+]
+
+
 @st.composite
 def named_params(draw, service):
     """Params objects: each known name present or not, mostly with a value of the kind the
@@ -189,10 +204,16 @@ def named_params(draw, service):
         "auth_token": st.sampled_from(service.tokens),
         "token": st.sampled_from(service.tokens),
         "auth_type": st.sampled_from(["auto", "jwt", "api_key", "JWT", "", "none"]),
+        "filename": st.sampled_from(FILE_NAMES) | texts,
+        "limit": st.integers(-1, 1001),
+        "offset": st.integers(-1, 3),
     }
     for name, values in kinds.items():
-        # device present 3 times in 4; each token member once in 6 (mostly no token)
-        present = draw(st.integers(0, 3)) if name == "device" else not draw(st.integers(0, 5))
+        # device and filename present 3 times in 4; the others once in 6 (mostly no token)
+        if name in ("device", "filename"):
+            present = draw(st.integers(0, 3))
+        else:
+            present = not draw(st.integers(0, 5))
         if present:
             params[name] = draw(values) if draw(st.integers(0, 4)) else draw(json_values)
     for _ in range(draw(st.integers(0, 2))):

@@ -233,6 +233,14 @@ async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
         ("get_status", "error"): 0,
         ("get_server_info", "ok"): 0,
         ("get_server_info", "error"): 0,
+        ("list_snapshots", "ok"): 0,
+        ("list_snapshots", "error"): 0,
+        ("get_snapshot_info", "ok"): 0,
+        ("get_snapshot_info", "error"): 0,
+        ("delete_snapshot", "ok"): 0,
+        ("delete_snapshot", "error"): 0,
+        ("take_snapshot", "ok"): 0,
+        ("take_snapshot", "error"): 0,
         ("", "error"): 1,
     }
     assert {key: requests(*key) for key in expected_requests} == expected_requests

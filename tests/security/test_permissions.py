@@ -46,6 +46,16 @@ def check_camera_not_found(result: Any) -> None:
     assert result.data["device"] == MISSING and result.data["reason"]
 
 
+def check_snapshot_list(result: Any) -> None:
+    assert result == {"files": [], "total": 0, "limit": 100, "offset": 0}
+
+
+def check_snapshot_not_found(result: Any) -> None:
+    assert isinstance(result, RpcCallError), result
+    assert (result.code, result.message) == (-1005, "Snapshot file not found")
+    assert result.data["filename"] == "missing.jpg" and result.data["reason"]
+
+
 def check_metrics(result: Any) -> None:
     assert isinstance(result, dict) and set(result) == METRICS_KEYS
 
@@ -68,6 +78,10 @@ METHODS: dict[str, tuple[str, dict[str, Any], Any]] = {
     "get_camera_list": ("viewer", {}, check_camera_list),
     "get_camera_status": ("viewer", {"device": MISSING}, check_camera_not_found),
     "get_camera_capabilities": ("viewer", {"device": MISSING}, check_camera_not_found),
+    "list_snapshots": ("viewer", {}, check_snapshot_list),
+    "get_snapshot_info": ("viewer", {"filename": "missing.jpg"}, check_snapshot_not_found),
+    "delete_snapshot": ("operator", {"filename": "missing.jpg"}, check_snapshot_not_found),
+    "take_snapshot": ("operator", {"device": MISSING}, check_camera_not_found),
     "get_metrics": ("admin", {}, check_metrics),
     "get_status": ("admin", {}, check_status),
     "get_server_info": ("admin", {}, check_server_info),

@@ -66,12 +66,12 @@ def parse_request(params: dict[str, Any], default_quality: int) -> SnapshotReque
     if filename is not None:
         if not isinstance(filename, str):
             raise invalid_params("filename must be a string (a base name)")
+        if not filename.lower().endswith(EXTENSIONS[fmt]):
+            filename += EXTENSIONS[fmt][0]
         try:
             filename = check_base_name(filename)
         except ValueError as exc:
             raise invalid_params(f"filename: {exc}") from None
-        if not filename.lower().endswith(EXTENSIONS[fmt]):
-            filename = check_base_name(filename + EXTENSIONS[fmt][0])
     return SnapshotRequest(fmt, quality, filename)
 
 

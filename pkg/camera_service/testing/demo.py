@@ -2,7 +2,8 @@
 
 Mounts the FUSE fake-camera filesystem in a temporary directory with three cameras (plus the
 metadata node a UVC camera also has, which the service must not list), points
-`camera.device_dir` there and starts the service. Specs for video0..video9 are registered up
+`camera.device_dir` there and starts the service. Every camera streams (test patterns: MJPG
+frames are real JPEGs, YUYV frames colour bars), so snapshots and live view work. Specs for video0..video9 are registered up
 front, so cameras can be plugged and unplugged from a shell while it runs:
 
     touch DIR/video6     # plug in camera 6 (IN_CREATE)
@@ -20,20 +21,36 @@ from collections.abc import Sequence
 from camera_service.testing import fakecams
 
 
+def stepwise_streaming_camera() -> dict:
+    """The stepwise camera with a stepwise YUYV format first, streaming 1280x720 at 30 fps
+    (its NV12 format alone is not something the service captures)."""
+    spec = fakecams.stepwise_camera()
+    nv12 = spec["formats"][0]
+    yuyv = {**nv12, "fourcc": "YUYV", "description": "YUYV 4:2:2"}
+    spec["formats"] = [yuyv, nv12]
+    spec["current"] = {"width": 1280, "height": 720, "fourcc": "YUYV"}
+    spec["timeperframe"] = [1, 30]
+    return spec
+
+
 def demo_cameras() -> dict[str, dict]:
-    """Node name -> spec: what is plugged in when the demo starts."""
+    """Node name -> spec: what is plugged in when the demo starts (all of them stream)."""
     return {
-        "video0": fakecams.uvc_camera(card="Demo USB Camera"),
+        # MJPG 1280x720 at 30 fps (and YUYV, 640x480, 15 fps).
+        "video0": fakecams.streaming_camera(card="Demo USB Camera", bus_info="usb-0000:00:14.0-1"),
         "video1": fakecams.metadata_node(card="Demo USB Camera"),
+        # YUYV 1280x960 at 7.5 fps: a slow camera with a fractional rate.
         "video2": fakecams.fractional_camera(),
-        "video4": fakecams.stepwise_camera(),
+        "video4": stepwise_streaming_camera(),
     }
 
 
 def spare_cameras(first: int = 5, last: int = 9) -> dict[str, dict]:
     """Specs registered but not plugged in: `touch DIR/videoN` brings one up."""
     return {
-        f"video{n}": fakecams.uvc_camera(card=f"Demo Camera {n}", bus_info=f"usb-0000:00:14.0-{n}")
+        f"video{n}": fakecams.streaming_camera(
+            card=f"Demo Camera {n}", bus_info=f"usb-0000:00:14.0-{n}"
+        )
         for n in range(first, last + 1)
     }
 

@@ -1,7 +1,12 @@
 """Fake V4L2 cameras on a FUSE mount, for tests, benchmarks and the demo.
 
 `FakeV4L2Mount.start()` runs `_fakecamfs_daemon.py` in a subprocess; its regular files answer the
-discovery ioctls from camera specs (plain JSON dicts built by the factories below). Adding and
+discovery ioctls from camera specs (plain JSON dicts built by the factories below), and every
+spec with a single-planar capture format also streams like a UVC camera: S_FMT/TRY_FMT/S_PARM,
+REQBUFS/QUERYBUF/QBUF/DQBUF with MMAP buffers (mmap of the node shows a fixed test frame per
+buffer: a real JPEG for MJPG, colour bars for YUYV), STREAMON/STREAMOFF at the spec's frame
+interval, and poll() readiness. Only one open file of a node may hold buffers (EBUSY for the
+others, as uvcvideo). Adding and
 removing cameras is done with syscalls on the mount, exactly as udev does on /dev, so the kernel
 raises the real inotify events:
 
@@ -61,6 +66,22 @@ PROBE_IOCTLS = (
     "VIDIOC_G_FMT",
     "VIDIOC_G_PARM",
 )
+# The streaming ioctls the fake also answers; fault specs ("ioctl_errno", "ioctl_eintr",
+# "hang", "gone_after") may name them too.
+STREAM_IOCTLS = (
+    "VIDIOC_S_FMT",
+    "VIDIOC_TRY_FMT",
+    "VIDIOC_S_PARM",
+    "VIDIOC_REQBUFS",
+    "VIDIOC_QUERYBUF",
+    "VIDIOC_QBUF",
+    "VIDIOC_DQBUF",
+    "VIDIOC_STREAMON",
+    "VIDIOC_STREAMOFF",
+    "VIDIOC_ENUMINPUT",
+    "VIDIOC_G_INPUT",
+    "VIDIOC_S_INPUT",
+)
 
 
 def kernel_version(major: int, minor: int, patch: int) -> int:
@@ -83,7 +104,12 @@ def camera_spec(
     timeperframe: tuple[int, int] | None = None,
     faults: dict | None = None,
 ) -> dict:
-    """A spec dict the daemon understands. `current` is {"width", "height", "fourcc"}."""
+    """A spec dict the daemon understands. `current` is {"width", "height", "fourcc"}.
+
+    `faults` (all optional): {"ioctl_errno": {IOCTL_NAME: errno}, "ioctl_eintr": {IOCTL_NAME:
+    times per open}, "hang": {"ioctl": IOCTL_NAME, "seconds": s}, "gone_after": IOCTL_NAME,
+    "open_errno": errno, "stall_after_frames": n (frames delivered after each STREAMON)}.
+    """
     spec: dict[str, Any] = {
         "driver": driver,
         "card": card,
@@ -122,7 +148,9 @@ FPS_30_15 = [(1, 30), (1, 15)]
 
 
 def uvc_camera(card: str = "Fake USB Camera", bus_info: str = "usb-0000:00:14.0-1") -> dict:
-    """A typical UVC webcam: YUYV and MJPG, several discrete sizes at 30 and 15 fps."""
+    """A typical UVC webcam: YUYV and MJPG, several discrete sizes at 30 and 15 fps.
+
+    It streams (starting as YUYV 640x480 at 30 fps) like every capture spec."""
     return camera_spec(
         card=card,
         bus_info=bus_info,
@@ -142,6 +170,52 @@ def uvc_camera(card: str = "Fake USB Camera", bus_info: str = "usb-0000:00:14.0-
         current={"width": 640, "height": 480, "fourcc": "YUYV"},
         timeperframe=(1, 30),
     )
+
+
+def streaming_camera(
+    card: str = "Fake Streaming Camera", bus_info: str = "usb-0000:00:14.0-2"
+) -> dict:
+    """A UVC webcam set up for streaming tests: MJPG and YUYV at 1280x720 and 640x480, 30 and
+    15 fps; current MJPG 1280x720 at 30 fps."""
+    sizes = [(1280, 720, FPS_30_15), (640, 480, FPS_30_15)]
+    return camera_spec(
+        card=card,
+        bus_info=bus_info,
+        formats=[
+            discrete_format("MJPG", "Motion-JPEG", sizes, flags=FMT_FLAG_COMPRESSED),
+            discrete_format("YUYV", "YUYV 4:2:2", sizes),
+        ],
+        current={"width": 1280, "height": 720, "fourcc": "MJPG"},
+        timeperframe=(1, 30),
+    )
+
+
+def yuyv_only_camera(card: str = "Fake YUYV Camera", bus_info: str = "usb-0000:00:14.0-4") -> dict:
+    """A camera without MJPG: YUYV 1280x720 and 640x480 at 30 and 15 fps (current 1280x720)."""
+    return camera_spec(
+        card=card,
+        bus_info=bus_info,
+        formats=[
+            discrete_format("YUYV", "YUYV 4:2:2", [(1280, 720, FPS_30_15), (640, 480, FPS_30_15)])
+        ],
+        current={"width": 1280, "height": 720, "fourcc": "YUYV"},
+        timeperframe=(1, 30),
+    )
+
+
+def streamon_fails_camera() -> dict:
+    """A streaming camera whose VIDIOC_STREAMON answers EIO (it probes and maps fine)."""
+    spec = streaming_camera(card="Fake Failing Camera")
+    spec["faults"] = {"ioctl_errno": {"VIDIOC_STREAMON": errno.EIO}}
+    return spec
+
+
+def stalling_camera(frames: int = 3) -> dict:
+    """A streaming camera that delivers `frames` frames after each STREAMON, then none, with no
+    error: DQBUF keeps answering EAGAIN and poll() times out, as with a stalled sensor."""
+    spec = streaming_camera(card="Fake Stalling Camera")
+    spec["faults"] = {"stall_after_frames": frames}
+    return spec
 
 
 def stepwise_camera() -> dict:

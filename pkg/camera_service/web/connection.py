@@ -29,6 +29,7 @@ from camera_service.web.responses import (
     Response,
     StreamResponse,
     bad_request,
+    content_disposition,
     etag_of,
     guess_type,
     http_date,
@@ -219,8 +220,13 @@ class HttpConnection(asyncio.Protocol):
                     await aclose()
 
     async def _send_file(self, response: FileResponse, head_only: bool) -> None:
+        # O_NONBLOCK: a FIFO swapped in for the file must not block the open (it has no effect
+        # on reads of a regular file). O_NOFOLLOW: a symlink in the file's place fails (ELOOP).
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+        if not response.follow_symlinks:
+            flags |= os.O_NOFOLLOW
         try:
-            fd = os.open(response.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(response.path, flags)
         except OSError:
             await self._send_bytes(not_found(), head_only)
             return
@@ -247,7 +253,7 @@ class HttpConnection(asyncio.Protocol):
             **response.headers,
         }
         if response.attachment is not None:
-            headers["Content-Disposition"] = f'attachment; filename="{response.attachment}"'
+            headers["Content-Disposition"] = content_disposition(response.attachment)
         request_headers = self._request.headers if self._request is not None else {}
         if etag in _etags(request_headers.get("if-none-match")):
             del headers["Content-Type"]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -41,6 +42,7 @@ class FileResponse:
 
     `attachment` names the file for `Content-Disposition: attachment`; `cache_control` is sent
     as it is (static files) and an ETag from size and modification time comes with it.
+    `follow_symlinks` False opens the file with O_NOFOLLOW: a symlink at `path` is 404.
     """
 
     path: str
@@ -48,6 +50,7 @@ class FileResponse:
     attachment: str | None = None
     cache_control: str = "no-store"
     headers: dict[str, str] = field(default_factory=dict)
+    follow_symlinks: bool = True
 
 
 @dataclass(slots=True)
@@ -102,6 +105,16 @@ def guess_type(path: str) -> str:
     """The Content-Type for a file name."""
     kind, _ = mimetypes.guess_type(path)
     return kind or "application/octet-stream"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment; filename="NAME"`; a name that is not plain ASCII also gets RFC 6266's
+    `filename*` (UTF-8), with an ASCII stand-in in `filename` (header values are ASCII)."""
+    quoted = filename.replace("\\", "\\\\").replace('"', '\\"')
+    if quoted.isascii() and quoted.isprintable():
+        return f'attachment; filename="{quoted}"'
+    fallback = "".join(c if c.isascii() and c.isprintable() else "_" for c in quoted)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def etag_of(st: os.stat_result) -> str:
