@@ -44,6 +44,9 @@ CAPABILITIES = [
     "hotplug-notifications",
     "health-endpoints",
     "prometheus-metrics",
+    "v4l2-capture",
+    "snapshots",
+    "file-downloads",
 ]
 
 

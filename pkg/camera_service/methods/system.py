@@ -29,6 +29,9 @@ BASE_CAPABILITIES = (
     "hotplug-notifications",
     "health-endpoints",
     "prometheus-metrics",
+    "v4l2-capture",
+    "snapshots",
+    "file-downloads",
 )
 
 
