@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import time
 from typing import Any
 
+from bench.common import free_port, mint_jwt, percentile, read_cpu
 from camera_service.client import RpcClient
 from camera_service.testing import fakecams
 
@@ -34,63 +34,27 @@ CAMERAS = {
     "MJPG": ("video0", fakecams.streaming_camera),
     "YUYV": ("video2", fakecams.yuyv_only_camera),
 }
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
 
 
 def _summary(values_s: list[float]) -> dict[str, Any]:
-    ms = [v * 1000 for v in values_s]
+    ms = sorted(v * 1000 for v in values_s)
     return {
         "n": len(ms),
         "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(_percentile(ms, 99), 2),
-        "max_ms": round(max(ms), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "max_ms": round(ms[-1], 2),
     }
 
 
 def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _mint(port_config: str) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "camera_service",
-            "token",
-            "--role",
-            "operator",
-            "--user",
-            "bench",
-            "--config",
-            port_config,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
+    return sum(read_cpu(pid))
 
 
 class Service:
     """`camera-service serve` on the fake mount, as its own process."""
 
     def __init__(self, workdir: str, dev_dir: str, idle_stop: float, cpus: set[int] | None):
-        self.port = _free_port()
+        self.port = free_port()
         self.config = os.path.join(workdir, f"bench-{idle_stop:g}.toml")
         with open(self.config, "w") as fh:
             fh.write(
@@ -119,7 +83,7 @@ class Service:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
-        await client.authenticate(_mint(self.config))
+        await client.authenticate(mint_jwt(SECRET, role="operator"))
         return client
 
     def close(self) -> None:

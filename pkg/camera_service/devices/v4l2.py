@@ -220,7 +220,7 @@ def _text(raw: Any) -> str:
 # ---- ioctls ---------------------------------------------------------------------------------
 
 
-def _ioctl(fd: int, request: int, arg: Any) -> int:
+def ioctl_errno(fd: int, request: int, arg: Any) -> int:
     """Issue one ioctl; 0 on success, else the errno (EINTR is retried here, nowhere else)."""
     while True:
         if lib.ioctl(fd, request, arg) >= 0:
@@ -231,7 +231,7 @@ def _ioctl(fd: int, request: int, arg: Any) -> int:
 
 
 def _ioctl_or_raise(fd: int, request: int, arg: Any, path: str, operation: str) -> None:
-    err = _ioctl(fd, request, arg)
+    err = ioctl_errno(fd, request, arg)
     if err:
         raise error_from_errno(err, path, operation)
 
@@ -251,7 +251,7 @@ def _enum_intervals(
         ival.pixel_format = pixelformat
         ival.width = width
         ival.height = height
-        err = _ioctl(fd, lib.VIDIOC_ENUM_FRAMEINTERVALS, ival)
+        err = ioctl_errno(fd, lib.VIDIOC_ENUM_FRAMEINTERVALS, ival)
         if err:
             if _enumeration_ended(err, index):
                 break
@@ -288,7 +288,7 @@ def _enum_sizes(
         fsize = ffi.new("struct v4l2_frmsizeenum *")  # zeroed: reserved fields must be 0
         fsize.index = index
         fsize.pixel_format = pixelformat
-        err = _ioctl(fd, lib.VIDIOC_ENUM_FRAMESIZES, fsize)
+        err = ioctl_errno(fd, lib.VIDIOC_ENUM_FRAMESIZES, fsize)
         if err:
             if _enumeration_ended(err, index):
                 break
@@ -322,7 +322,7 @@ def _enum_formats(fd: int, path: str, buf_type: int) -> tuple[Format, ...]:
         desc = ffi.new("struct v4l2_fmtdesc *")  # zeroed: reserved fields must be 0
         desc.index = index
         desc.type = buf_type
-        err = _ioctl(fd, lib.VIDIOC_ENUM_FMT, desc)
+        err = ioctl_errno(fd, lib.VIDIOC_ENUM_FMT, desc)
         if err:
             if _enumeration_ended(err, index):
                 break
@@ -351,7 +351,7 @@ def _optional(err: int, path: str, operation: str) -> bool:
 def _current_format(fd: int, path: str, buf_type: int, mplane: bool) -> tuple[int, int, str] | None:
     fmt = ffi.new("struct v4l2_format *")
     fmt.type = buf_type
-    err = _ioctl(fd, lib.VIDIOC_G_FMT, fmt)
+    err = ioctl_errno(fd, lib.VIDIOC_G_FMT, fmt)
     if err:
         _optional(err, path, "VIDIOC_G_FMT")
         return None
@@ -364,7 +364,7 @@ def _current_format(fd: int, path: str, buf_type: int, mplane: bool) -> tuple[in
 def _current_fps(fd: int, path: str, buf_type: int) -> Fraction | None:
     parm = ffi.new("struct v4l2_streamparm *")
     parm.type = buf_type
-    err = _ioctl(fd, lib.VIDIOC_G_PARM, parm)
+    err = ioctl_errno(fd, lib.VIDIOC_G_PARM, parm)
     if err:
         _optional(err, path, "VIDIOC_G_PARM")
         return None

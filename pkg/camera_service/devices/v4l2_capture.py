@@ -20,7 +20,12 @@ from fractions import Fraction
 
 from camera_service.devices._native import ffi, lib
 from camera_service.devices.errors import DeviceError, error_from_errno
-from camera_service.devices.v4l2 import fourcc_from_str, fourcc_to_str, interval_to_fps
+from camera_service.devices.v4l2 import (
+    fourcc_from_str,
+    fourcc_to_str,
+    interval_to_fps,
+    ioctl_errno,
+)
 
 CAPTURE = lib.V4L2_BUF_TYPE_VIDEO_CAPTURE
 
@@ -47,16 +52,6 @@ class FrameSlot:
     error: bool  # the driver flagged the data as corrupted
 
 
-def _ioctl(fd: int, request: int, arg: object) -> int:
-    """0 on success, else the errno (EINTR retried)."""
-    while True:
-        if lib.ioctl(fd, request, arg) >= 0:
-            return 0
-        err = ffi.errno
-        if err != errno.EINTR:
-            return err
-
-
 class CaptureDevice:
     """One open node. Not thread-safe: one thread drives it."""
 
@@ -74,7 +69,7 @@ class CaptureDevice:
         return self._fd
 
     def _call(self, request: int, arg: object, operation: str) -> None:
-        err = _ioctl(self._fd, request, arg)
+        err = ioctl_errno(self._fd, request, arg)
         if err:
             raise error_from_errno(err, self.path, operation)
 
@@ -102,7 +97,7 @@ class CaptureDevice:
         capture = lib.cs_streamparm_capture(parm)
         capture.timeperframe.numerator = fps.denominator
         capture.timeperframe.denominator = fps.numerator
-        err = _ioctl(self._fd, lib.VIDIOC_S_PARM, parm)
+        err = ioctl_errno(self._fd, lib.VIDIOC_S_PARM, parm)
         if err in (errno.EINVAL, errno.ENOTTY):
             return None
         if err:
@@ -146,7 +141,7 @@ class CaptureDevice:
         """A filled buffer, or None when none is ready yet (wait for readability)."""
         buf = self._buf
         buf.type, buf.memory = CAPTURE, lib.V4L2_MEMORY_MMAP
-        err = _ioctl(self._fd, lib.VIDIOC_DQBUF, buf)
+        err = ioctl_errno(self._fd, lib.VIDIOC_DQBUF, buf)
         if err == errno.EAGAIN:
             return None
         if err:
@@ -178,14 +173,14 @@ class CaptureDevice:
         if self._fd < 0:
             return
         if self._streaming:
-            _ioctl(self._fd, lib.VIDIOC_STREAMOFF, ffi.new("int *", CAPTURE))
+            ioctl_errno(self._fd, lib.VIDIOC_STREAMOFF, ffi.new("int *", CAPTURE))
             self._streaming = False
         for mapping in self._maps:
             mapping.close()
         if self._maps:
             req = ffi.new("struct v4l2_requestbuffers *")
             req.count, req.type, req.memory = 0, CAPTURE, lib.V4L2_MEMORY_MMAP
-            _ioctl(self._fd, lib.VIDIOC_REQBUFS, req)
+            ioctl_errno(self._fd, lib.VIDIOC_REQBUFS, req)
             self._maps.clear()
         os.close(self._fd)
         self._fd = -1
