@@ -66,6 +66,7 @@ METHOD_LEVEL = {
     "get_snapshot_info": 1,
     "delete_snapshot": 2,
     "take_snapshot": 2,
+    "get_streams": 1,
 }
 METHODS = tuple(METHOD_LEVEL)
 AUTH_TYPES = ("auto", "jwt", "api_key")
@@ -340,6 +341,8 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
             return Err(None, -32602, reason="offset")
         # The fuzz service's snapshot directory is empty.
         return Ok(None, {"files": [], "total": 0, "limit": limit, "offset": offset})
+    if method == "get_streams":
+        return Ok(None, [])  # nothing is captured in the fuzz service
     if method == "take_snapshot":
         device = params.get("device")
         if type(device) is not str:

@@ -37,6 +37,7 @@ from camera_service.server.port import PortServer
 from camera_service.web.app import HttpApp
 from camera_service.web.files import add_file_routes
 from camera_service.web.health import add_health_routes
+from camera_service.web.live import STREAM_PREFIX, LiveView
 
 log = logging.getLogger("camera_service.app")
 
@@ -99,7 +100,8 @@ class Application:
         self.snapshots = SnapshotTaker(
             config, self.captures, self.bus, self.snapshot_files.note_written
         )
-        self.media_api = media.MediaApi(self.monitor, self.snapshots)
+        self.live = LiveView(config, self.monitor, self.captures, self.authenticator)
+        self.media_api = media.MediaApi(self.monitor, self.snapshots, self.live)
 
         self.registry = MethodRegistry()
         core.register(self.registry, self.gate)
@@ -114,6 +116,7 @@ class Application:
         self.http = HttpApp()
         add_health_routes(self.http, self.monitor, self.table, self.metrics, self.registry)
         add_file_routes(self.http, self.snapshot_files, self.authenticator)
+        self.http.add_prefix(STREAM_PREFIX, self.live)
         self.server = PortServer(
             config, self.table, self.dispatcher, self.metrics.latency, self.http
         )
@@ -134,6 +137,7 @@ class Application:
             self.captures,
             self.snapshot_files,
             self.snapshots,
+            self.live,
             self.server,
             self.notifier,
             self.key_watcher,

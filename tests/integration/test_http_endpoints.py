@@ -241,6 +241,8 @@ async def test_metrics_agree_with_get_metrics(start_app, fake_cameras, clients):
         ("delete_snapshot", "error"): 0,
         ("take_snapshot", "ok"): 0,
         ("take_snapshot", "error"): 0,
+        ("get_streams", "ok"): 0,
+        ("get_streams", "error"): 0,
         ("", "error"): 1,
     }
     assert {key: requests(*key) for key in expected_requests} == expected_requests

@@ -82,6 +82,7 @@ METHODS: dict[str, tuple[str, dict[str, Any], Any]] = {
     "get_snapshot_info": ("viewer", {"filename": "missing.jpg"}, check_snapshot_not_found),
     "delete_snapshot": ("operator", {"filename": "missing.jpg"}, check_snapshot_not_found),
     "take_snapshot": ("operator", {"device": MISSING}, check_camera_not_found),
+    "get_streams": ("viewer", {}, lambda r: r == [] or pytest.fail(repr(r))),
     "get_metrics": ("admin", {}, check_metrics),
     "get_status": ("admin", {}, check_status),
     "get_server_info": ("admin", {}, check_server_info),

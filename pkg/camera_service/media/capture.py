@@ -165,7 +165,8 @@ class CameraCapture:
         self.latest: Frame | None = None
         self.format: str = plan.fourcc
         self.width, self.height = plan.width, plan.height
-        self.fps: Fraction | None = plan.fps
+        # Until the driver answers S_PARM, or when it is left alone: the camera's own rate.
+        self.fps: Fraction | None = plan.fps or (camera.info.current_fps if camera.info else None)
         self.frames = 0
         self.error: CaptureError | None = None
         self.started_at = time.monotonic()
@@ -383,7 +384,7 @@ class CaptureManager:
         subscription = capture.add_subscriber()
         try:
             await capture.wait_started()
-        except CaptureError:
+        except BaseException:  # CaptureError, or the caller went away while it started
             subscription.close()
             raise
         return subscription

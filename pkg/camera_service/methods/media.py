@@ -1,4 +1,4 @@
-"""`take_snapshot` (PROTOCOL 5.9): checks in the protocol's order, then the media plane."""
+"""`take_snapshot` (PROTOCOL 5.9) and `get_streams` (5.16)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from camera_service.media.snapshots import SnapshotTaker, parse_request
 from camera_service.methods.cameras import device_param, find_camera
 from camera_service.rpc.registry import MethodRegistry
+from camera_service.web.live import LiveView
 
 if TYPE_CHECKING:
     from camera_service.cameras.monitor import CameraMonitor
@@ -15,9 +16,13 @@ if TYPE_CHECKING:
 class MediaApi:
     """Handlers over the capture manager's consumers."""
 
-    def __init__(self, monitor: CameraMonitor, snapshots: SnapshotTaker) -> None:
+    def __init__(self, monitor: CameraMonitor, snapshots: SnapshotTaker, live: LiveView) -> None:
         self.monitor = monitor
         self.snapshots = snapshots
+        self.live = live
+
+    def get_streams(self, ctx: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.live.streams()
 
     async def take_snapshot(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         device_param(params)
@@ -29,3 +34,4 @@ class MediaApi:
 def register(registry: MethodRegistry, api: MediaApi) -> None:
     """Add the media methods to `registry`."""
     registry.add("take_snapshot", api.take_snapshot, "operator")
+    registry.add("get_streams", api.get_streams, "viewer")

@@ -218,6 +218,8 @@ class HttpConnection(asyncio.Protocol):
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+            if response.on_close is not None:
+                response.on_close()
 
     async def _send_file(self, response: FileResponse, head_only: bool) -> None:
         # O_NONBLOCK: a FIFO swapped in for the file must not block the open (it has no effect

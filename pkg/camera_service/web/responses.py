@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -64,6 +64,9 @@ class StreamResponse:
     status: int
     chunks: AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    # Called once when the response is over, however it ended (the client may leave before
+    # the first chunk was even asked for, when `chunks` never started).
+    on_close: Callable[[], None] | None = None
 
 
 AnyResponse = Response | FileResponse | StreamResponse

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from camera_service.web.responses import StreamResponse
 
@@ -25,7 +25,9 @@ async def _parts(items: AsyncIterator[tuple[str, bytes]], boundary: bytes) -> As
 
 
 def multipart_response(
-    items: AsyncIterator[tuple[str, bytes]], boundary: str = BOUNDARY
+    items: AsyncIterator[tuple[str, bytes]],
+    boundary: str = BOUNDARY,
+    on_close: Callable[[], None] | None = None,
 ) -> StreamResponse:
     """A never-ending response (until `items` ends or the client leaves) whose parts replace
     each other in the client, as browsers do for an `<img>` of MJPEG."""
@@ -36,4 +38,5 @@ def multipart_response(
             "Content-Type": f"multipart/x-mixed-replace; boundary={boundary}",
             "Cache-Control": "no-store",
         },
+        on_close,
     )
