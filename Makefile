@@ -36,18 +36,22 @@ build: install
 	$(PY) setup.py -q build_ext --inplace
 
 # fuse3 gives fusermount3 and libfuse3 for the fake cameras; ffmpeg gives ffmpeg and ffprobe,
-# the independent client and checker of the fake cameras' streams. Only root can install them:
-# one apt-get update, then whatever is missing.
+# the independent client and checker of the fake cameras' streams, recordings and RTSP output;
+# mosquitto is the MQTT broker of the fleet-bridge tests; chromium is the browser the dashboard
+# tests drive with Playwright (never a downloaded one). Only root can install them: one
+# apt-get update, then whatever is missing.
 system-deps:
 	@missing=""; \
 	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	{ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || missing="$$missing ffmpeg"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing Debian packages:$$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "not root, Debian packages missing:$$missing (FUSE / ffmpeg tests will skip)"; \
+			echo "not root, Debian packages missing:$$missing (FUSE / ffmpeg / MQTT / browser tests will skip)"; \
 		fi; \
 	fi
 

@@ -28,6 +28,7 @@ __all__ = [
     "ENV_PREFIX",
     "HMAC_ALGORITHMS",
     "JWT_SECRET_ENV",
+    "MQTT_PASSWORD_ENV",
     "LIVE_KEYS",
     "SECRET_KEYS",
     "SECTIONS",
@@ -37,6 +38,9 @@ __all__ = [
     "ConfigWatcher",
     "LoggingSettings",
     "MediaSettings",
+    "MqttSettings",
+    "RecordingSettings",
+    "RetentionSettings",
     "SecuritySettings",
     "ServerSettings",
     "load_config",
@@ -46,6 +50,9 @@ ENV_PREFIX = "CAMERA_SERVICE_"
 # Read by the auth module (PROTOCOL 4.3). Its second part, JWT, is not a section name, so the
 # section-based typo check below never sees it; the name is kept here so both sides agree.
 JWT_SECRET_ENV = "CAMERA_SERVICE_JWT_SECRET"
+# Read by the MQTT bridge (PROTOCOL 8); a secret, so it is not a config key that could be
+# written into a file or shown by `config show`.
+MQTT_PASSWORD_ENV = "CAMERA_SERVICE_MQTT_PASSWORD"
 DEFAULT_SEARCH_PATHS: tuple[str, ...] = ("./conf/default.toml", "/etc/camera-service/config.toml")
 # Only shared-secret algorithms: with an HMAC secret configured, accepting an asymmetric
 # algorithm invites key-confusion attacks, and "none" would accept unsigned tokens.
@@ -54,6 +61,7 @@ LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 LOG_FORMATS: tuple[str, ...] = ("json", "console")
 API_KEYS_FILENAME = "api_keys.json"
 SNAPSHOTS_DIRNAME = "snapshots"
+RECORDINGS_DIRNAME = "recordings"
 
 
 class ConfigError(ValueError):
@@ -186,6 +194,39 @@ class _Float(_Rule):
             return float(text.strip())
         except ValueError:
             raise _Invalid() from None
+
+
+class _Bool(_Rule):
+    expected = "true or false"
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _Invalid()
+        return value
+
+    def from_env(self, text: str) -> Any:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise _Invalid()
+
+
+class _Pattern(_Rule):
+    """A string matching a regular expression; `what` says what it is for the error message."""
+
+    def __init__(self, pattern: str, what: str, optional: bool = False) -> None:
+        self.pattern = re.compile(pattern)
+        self.optional = optional
+        self.expected = f'{what} (or "" for the default)' if optional else what
+
+    def check(self, value: Any) -> str | None:
+        if self.optional and (value is None or value == ""):
+            return None
+        if not isinstance(value, str) or not self.pattern.fullmatch(value):
+            raise _Invalid()
+        return value
 
 
 class _Choice(_Rule):
@@ -345,6 +386,8 @@ class MediaSettings:
     rtsp_port: int = _setting(8554, _Int(1, 65535))
     webrtc_port: int = _setting(8889, _Int(1, 65535))
     hls_port: int = _setting(8888, _Int(1, 65535))
+    publish_rtsp: bool = _setting(False, _Bool())
+    publish_on: str = _setting("demand", _Choice(("demand", "always"), any_case=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +409,51 @@ class SnapshotSettings:
     # None until resolved: "<state_dir>/snapshots" (Config.__post_init__).
     path: str = _setting(None, _OPTIONAL_PATH)
     quality: int = _setting(85, _Int(1, 100))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """`[recording]`: where recordings go, how they are encoded and split (PROTOCOL 5.10)."""
+
+    # None until resolved: "<state_dir>/recordings" (Config.__post_init__).
+    path: str = _setting(None, _OPTIONAL_PATH)
+    codec: str = _setting("copy", _Choice(("copy", "h264"), any_case=False))
+    segment_minutes: int = _setting(30, _Int(1))
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """`[retention]`: the file-system policy for old files (PROTOCOL 5.15); the API's wins."""
+
+    policy: str = _setting("manual", _Choice(("age", "size", "manual"), any_case=False))
+    max_age_days: float = _setting(30.0, _Float(0, inclusive=False))
+    max_size_gb: float = _setting(10.0, _Float(0, inclusive=False))
+    interval: float = _setting(600.0, _Float(0, inclusive=False))
+
+
+# MQTT wildcards and NUL cannot appear in a topic name a client publishes to.
+_TOPIC = _Pattern(r"[^#+\x00]+", "a topic name without '#' or '+'")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """`[mqtt]`: the fleet bridge to an MQTT broker (PROTOCOL 12); off by default."""
+
+    enabled: bool = _setting(False, _Bool())
+    host: str = _setting("localhost", _Str())
+    port: int = _setting(1883, _Int(1, 65535))
+    username: str | None = _setting(None, _OptionalStr("a string"))
+    password_file: str | None = _setting(None, _OPTIONAL_PATH)
+    tls_ca: str | None = _setting(None, _OPTIONAL_PATH)
+    # None = the host name, sanitized (resolved by the bridge, which owns that rule).
+    node_id: str | None = _setting(
+        None, _Pattern(r"[A-Za-z0-9_-]+", "letters, digits, '_' and '-' only", optional=True)
+    )
+    topic_prefix: str = _setting("camera-service", _TOPIC)
+    discovery: bool = _setting(True, _Bool())
+    discovery_prefix: str = _setting("homeassistant", _TOPIC)
+    commands: bool = _setting(False, _Bool())
+    snapshot_interval: float = _setting(0.0, _Float(0, inclusive=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +482,9 @@ SECTIONS: dict[str, type] = {
     "capture": CaptureSettings,
     "snapshots": SnapshotSettings,
     "storage": StorageSettings,
+    "recording": RecordingSettings,
+    "retention": RetentionSettings,
+    "mqtt": MqttSettings,
 }
 
 _RULES: dict[str, dict[str, _Rule]] = {
@@ -420,6 +511,9 @@ LIVE_KEYS: frozenset[str] = frozenset(
     | {f"capture.{key}" for key in _RULES["capture"] if key != "buffers"}
     | {"snapshots.quality"}
     | {f"storage.{key}" for key in _RULES["storage"]}
+    | {"recording.codec", "recording.segment_minutes"}
+    | {f"retention.{key}" for key in _RULES["retention"]}
+    | {"mqtt.commands", "mqtt.snapshot_interval"}
 )
 
 SECRET_KEYS: frozenset[str] = frozenset({"security.jwt_secret"})
@@ -438,6 +532,9 @@ class Config:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     # Where the file layer came from; None when only defaults, env and overrides were used.
     source: str | None = None
 
@@ -446,6 +543,11 @@ class Config:
             resolved = os.path.join(self.security.state_dir, SNAPSHOTS_DIRNAME)
             object.__setattr__(
                 self, "snapshots", dataclasses.replace(self.snapshots, path=resolved)
+            )
+        if self.recording.path is None:
+            resolved = os.path.join(self.security.state_dir, RECORDINGS_DIRNAME)
+            object.__setattr__(
+                self, "recording", dataclasses.replace(self.recording, path=resolved)
             )
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
@@ -534,7 +636,7 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
     # Sorted so that, with several bad variables, the reported one does not depend on the
     # order of the process environment.
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == MQTT_PASSWORD_ENV:
             continue
         section_part, _, key_part = name[len(ENV_PREFIX) :].partition("_")
         section = section_part.lower()

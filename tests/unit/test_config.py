@@ -96,7 +96,14 @@ EXPECTED_DEFAULTS = {
         "max_auth_failures": 5,
     },
     "camera": {"device_dir": "/dev", "device_range": [], "probe_timeout": 2.0},
-    "media": {"host": "localhost", "rtsp_port": 8554, "webrtc_port": 8889, "hls_port": 8888},
+    "media": {
+        "host": "localhost",
+        "rtsp_port": 8554,
+        "webrtc_port": 8889,
+        "hls_port": 8888,
+        "publish_rtsp": False,
+        "publish_on": "demand",
+    },
     "logging": {"level": "info", "format": "json", "file": None},
     "capture": {
         "formats": ["MJPG", "YUYV"],
@@ -108,6 +115,27 @@ EXPECTED_DEFAULTS = {
     },
     "snapshots": {"path": "./var/snapshots", "quality": 85},
     "storage": {"warn_percent": 80, "block_percent": 90},
+    "recording": {"path": "./var/recordings", "codec": "copy", "segment_minutes": 30},
+    "retention": {
+        "policy": "manual",
+        "max_age_days": 30.0,
+        "max_size_gb": 10.0,
+        "interval": 600.0,
+    },
+    "mqtt": {
+        "enabled": False,
+        "host": "localhost",
+        "port": 1883,
+        "username": None,
+        "password_file": None,
+        "tls_ca": None,
+        "node_id": None,
+        "topic_prefix": "camera-service",
+        "discovery": True,
+        "discovery_prefix": "homeassistant",
+        "commands": False,
+        "snapshot_interval": 0.0,
+    },
 }
 
 
@@ -199,6 +227,16 @@ def test_live_keys_are_exactly_the_protocol_live_column():
         "snapshots.quality",
         "storage.warn_percent",
         "storage.block_percent",
+        "media.publish_rtsp",
+        "media.publish_on",
+        "recording.codec",
+        "recording.segment_minutes",
+        "retention.policy",
+        "retention.max_age_days",
+        "retention.max_size_gb",
+        "retention.interval",
+        "mqtt.commands",
+        "mqtt.snapshot_interval",
     }
     assert isinstance(LIVE_KEYS, frozenset)
 
@@ -538,6 +576,33 @@ BAD_VALUES = [
     ("snapshots", "quality", 101, "expected an integer 1-100, got 101"),
     ("storage", "warn_percent", 0, "expected an integer 1-100, got 0"),
     ("storage", "block_percent", 101, "expected an integer 1-100, got 101"),
+    ("media", "publish_rtsp", "yes", "expected true or false, got 'yes'"),
+    ("media", "publish_rtsp", 1, "expected true or false, got 1"),
+    ("media", "publish_on", "never", "expected one of demand, always, got 'never'"),
+    ("recording", "path", 3, f"{OPT}, got 3"),
+    ("recording", "codec", "h265", "expected one of copy, h264, got 'h265'"),
+    ("recording", "segment_minutes", 0, "expected an integer >= 1, got 0"),
+    ("retention", "policy", "forever", "expected one of age, size, manual, got 'forever'"),
+    ("retention", "max_age_days", 0, "expected a number > 0, got 0"),
+    ("retention", "max_size_gb", -1, "expected a number > 0, got -1"),
+    ("retention", "interval", 0, "expected a number > 0, got 0"),
+    ("mqtt", "enabled", "true", "expected true or false, got 'true'"),
+    ("mqtt", "host", "", f"{N}, got ''"),
+    ("mqtt", "port", 0, "expected an integer 1-65535, got 0"),
+    ("mqtt", "username", 5, 'expected a string (or "" for unset), got 5'),
+    ("mqtt", "password_file", 5, f"{OPT}, got 5"),
+    ("mqtt", "tls_ca", [], f"{OPT}, got []"),
+    (
+        "mqtt",
+        "node_id",
+        "box/1",
+        "expected letters, digits, '_' and '-' only (or \"\" for the default), got 'box/1'",
+    ),
+    ("mqtt", "topic_prefix", "a/#", "expected a topic name without '#' or '+', got 'a/#'"),
+    ("mqtt", "discovery", 0, "expected true or false, got 0"),
+    ("mqtt", "discovery_prefix", "", "expected a topic name without '#' or '+', got ''"),
+    ("mqtt", "commands", "off", "expected true or false, got 'off'"),
+    ("mqtt", "snapshot_interval", -1, "expected a number >= 0, got -1"),
 ]
 
 
@@ -725,6 +790,7 @@ def test_changing_state_dir_moves_the_default_key_store_and_snapshots():
         "security.state_dir",
         "security.api_keys_file",
         "snapshots.path",
+        "recording.path",
     }
 
 
