@@ -17,6 +17,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -105,6 +106,11 @@ class FrameSubscription:
         self._changed = asyncio.Event()
         self._error: CaptureError | None = None
         self.closed = False
+        # For consumers that need every frame (recorder, publisher): called on the loop with
+        # each frame as it arrives, and with the CaptureError when the capture ends. They must
+        # return at once (hand the frame to their own worker), never block the loop.
+        self.on_frame: Callable[[Frame], None] | None = None
+        self.on_error: Callable[[CaptureError], None] | None = None
 
     def latest(self) -> Frame | None:
         """The newest frame of the capture, whoever it was delivered to first."""
@@ -133,10 +139,14 @@ class FrameSubscription:
     def _deliver(self, frame: Frame) -> None:
         self._frame = frame
         self._changed.set()
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
     def _fail(self, error: CaptureError) -> None:
         self._error = error
         self._changed.set()
+        if self.on_error is not None:
+            self.on_error(error)
 
     def close(self) -> None:
         """Stop consuming; the capture stops after the idle delay once nobody consumes."""
