@@ -40,12 +40,16 @@ class CameraApi(Passive):
             self.streams = streams
             self._list_version = None
 
+    def entry(self, camera: Camera) -> dict[str, Any]:
+        """The CAMERA object of PROTOCOL 5.2 (also the MQTT bridge's `state` payload)."""
+        return camera_list_entry(camera, self.streams)
+
     def get_camera_list(self, ctx: Any, params: dict[str, Any]) -> PreEncoded:
         version = self.monitor.version
         if version != self._list_version or self._list_json is None:
             cameras = self.monitor.snapshot()
             payload = {
-                "cameras": [camera_list_entry(c, self.streams) for c in cameras],
+                "cameras": [self.entry(c) for c in cameras],
                 "total": len(cameras),
                 "connected": sum(1 for c in cameras if c.status == CONNECTED),
             }

@@ -35,5 +35,11 @@ class MethodRegistry:
         level = 0 if role is None else ROLE_LEVELS[role]
         self._entries[name] = make_entry(name, handler, level, binds_context)
 
+    def handler(self, name: str) -> Callable[..., Any] | None:
+        """The `handler(ctx, params)` registered under `name` (None when there is none), for
+        other intakes of the same methods (the MQTT bridge's commands)."""
+        entry = self._entries.get(name)
+        return None if entry is None or entry.constant is not None else entry.handler
+
     def entries(self) -> list[MethodEntry]:
         return list(self._entries.values())

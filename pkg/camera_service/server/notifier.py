@@ -3,7 +3,7 @@ for every authenticated connection (PROTOCOL section 6)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from camera_service.cameras.model import camera_list_entry
 from camera_service.cameras.streams import StreamUrls
@@ -15,6 +15,18 @@ if TYPE_CHECKING:
 
 CAMERA_STATUS_UPDATE = "camera_status_update"
 
+# Every event type that becomes a notification (PROTOCOL 6). The WebSocket notifier and the
+# MQTT bridge (`P/N/events`) both subscribe to these and map them with `notification`, so
+# the two can never disagree: a new notification is one entry here and one case there.
+NOTIFIED_EVENTS: tuple[type, ...] = (CameraChanged,)
+
+
+def notification(event: Any, streams: StreamUrls) -> tuple[str, dict[str, Any]] | None:
+    """(method, params) of the notification for `event`, or None when it has none."""
+    if isinstance(event, CameraChanged):
+        return CAMERA_STATUS_UPDATE, camera_list_entry(event.camera, streams)
+    return None
+
 
 class WebSocketNotifier:
     """Subscribes to the bus while started; each event is encoded once and the same bytes go
@@ -24,10 +36,11 @@ class WebSocketNotifier:
         self.bus = bus
         self.table = table
         self.streams = streams
-        self._subscriptions: list[Subscription[CameraChanged]] = []
+        self._subscriptions: list[Subscription[Any]] = []
 
     async def start(self) -> None:
-        self._subscriptions.append(self.bus.subscribe(CameraChanged, self.on_camera_changed))
+        for event_type in NOTIFIED_EVENTS:
+            self._subscriptions.append(self.bus.subscribe(event_type, self.on_event))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -37,6 +50,8 @@ class WebSocketNotifier:
     def apply(self, config: Config) -> None:
         self.streams = StreamUrls.from_config(config)
 
-    def on_camera_changed(self, event: CameraChanged) -> None:
-        """Send one `camera_status_update` for the change to every authenticated client."""
-        self.table.broadcast(CAMERA_STATUS_UPDATE, camera_list_entry(event.camera, self.streams))
+    def on_event(self, event: Any) -> None:
+        """Send the event's notification to every authenticated client."""
+        note = notification(event, self.streams)
+        if note is not None:
+            self.table.broadcast(*note)
