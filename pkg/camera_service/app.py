@@ -3,7 +3,8 @@ stops them in reverse, and hands every reloaded configuration to each one's `app
 
     config -> logging -> metrics -> camera monitor -> auth -> captures -> file index
            -> snapshots -> methods -> dispatcher
-           -> HTTP routes -> port server -> notifier -> API key watcher -> config watcher
+           -> HTTP routes -> port server -> notifier -> MQTT bridge -> API key watcher
+           -> config watcher
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from camera_service.cameras.streams import StreamUrls
 from camera_service.config import Config, ConfigWatcher
 from camera_service.core.component import Component, Passive
 from camera_service.core.events import EventBus
+from camera_service.fleet.bridge import MqttBridge
 from camera_service.log import LoggingComponent, configure_logging
 from camera_service.media.capture import CaptureManager
 from camera_service.media.files import snapshot_index
+from camera_service.media.publisher import RtspPublisher
 from camera_service.media.snapshots import SnapshotTaker
 from camera_service.methods import cameras, core, files, media, system
 from camera_service.metrics import Metrics
@@ -35,6 +38,7 @@ from camera_service.server.connections import ConnectionTable
 from camera_service.server.notifier import WebSocketNotifier
 from camera_service.server.port import PortServer
 from camera_service.web.app import HttpApp
+from camera_service.web.dashboard import add_dashboard_routes
 from camera_service.web.files import add_file_routes
 from camera_service.web.health import add_health_routes
 from camera_service.web.live import STREAM_PREFIX, LiveView
@@ -101,7 +105,8 @@ class Application:
             config, self.captures, self.bus, self.snapshot_files.note_written
         )
         self.live = LiveView(config, self.monitor, self.captures, self.authenticator)
-        self.media_api = media.MediaApi(self.monitor, self.snapshots, self.live)
+        self.publisher = RtspPublisher(config, self.bus, self.monitor, self.captures)
+        self.media_api = media.MediaApi(self.monitor, self.snapshots, self.live, self.publisher)
 
         self.registry = MethodRegistry()
         core.register(self.registry, self.gate)
@@ -117,10 +122,21 @@ class Application:
         add_health_routes(self.http, self.monitor, self.table, self.metrics, self.registry)
         add_file_routes(self.http, self.snapshot_files, self.authenticator)
         self.http.add_prefix(STREAM_PREFIX, self.live)
+        add_dashboard_routes(self.http)
         self.server = PortServer(
             config, self.table, self.dispatcher, self.metrics.latency, self.http
         )
         self.notifier = WebSocketNotifier(self.bus, self.table, StreamUrls.from_config(config))
+        # Off unless mqtt.enabled; never waits for the broker (its own task, PROTOCOL 12).
+        self.mqtt = MqttBridge(
+            config,
+            self.bus,
+            self.monitor,
+            self.camera_api.entry,
+            self.registry.handler,
+            self.captures,
+            env=self.env,
+        )
         self.key_watcher = ApiKeyWatcher(
             self.gate, lambda: [listener.ctx for listener in self.table]
         )
@@ -138,8 +154,10 @@ class Application:
             self.snapshot_files,
             self.snapshots,
             self.live,
+            self.publisher,
             self.server,
             self.notifier,
+            self.mqtt,
             self.key_watcher,
             reloader,
         ]

@@ -63,6 +63,25 @@ class FileDeleted:
     filename: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingChanged:
+    """A recording started, opened a new segment, stopped or failed (PROTOCOL 6)."""
+
+    device: str
+    status: str  # "STARTED" | "SEGMENT" | "STOPPED" | "FAILED"
+    session_id: str
+    filename: str  # STARTED: first segment; SEGMENT: the new one; else the last one
+    duration: float | None  # STARTED: requested seconds or None; else seconds recorded
+    reason: str | None = None  # FAILED only
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStarted:
+    """A camera's capture delivers frames (its first consumer attached, or it restarted)."""
+
+    camera: Camera
+
+
 E = TypeVar("E")
 Handler = Callable[[Any], Any]
 

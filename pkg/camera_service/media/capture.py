@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from camera_service.cameras.model import CONNECTED
-from camera_service.core.events import CameraChanged, EventBus, Subscription
+from camera_service.core.events import CameraChanged, CaptureStarted, EventBus, Subscription
 from camera_service.devices.errors import DeviceBusy, DeviceError, DeviceGone
 from camera_service.devices.v4l2_capture import CaptureDevice
 
@@ -99,8 +99,11 @@ def plan_capture(info: DeviceInfo, settings: CaptureSettings) -> CapturePlan:
 class FrameSubscription:
     """A consumer of one camera's frames: always the newest one, never a queue."""
 
-    def __init__(self, capture: CameraCapture) -> None:
+    def __init__(self, capture: CameraCapture, passive: bool = False) -> None:
         self.capture = capture
+        # A passive consumer takes frames while others keep the capture running, but never
+        # keeps it running itself (the RTSP publisher with `publish_on = "demand"`).
+        self.passive = passive
         self._frame: Frame | None = None
         self._taken: Frame | None = None
         self._changed = asyncio.Event()
@@ -172,6 +175,7 @@ class CameraCapture:
         self.loop = loop
         self._on_idle = on_idle
         self.subscribers: set[FrameSubscription] = set()
+        self.watchers: set[FrameSubscription] = set()
         self.latest: Frame | None = None
         self.format: str = plan.fourcc
         self.width, self.height = plan.width, plan.height
@@ -205,14 +209,17 @@ class CameraCapture:
         """Returns once frames flow; raises CaptureError when the capture could not start."""
         await asyncio.shield(self._ready)
 
-    def add_subscriber(self) -> FrameSubscription:
-        subscription = FrameSubscription(self)
+    def add_subscriber(self, passive: bool = False) -> FrameSubscription:
+        subscription = FrameSubscription(self, passive)
         if self.error is not None:
             subscription._fail(self.error)
-        self.subscribers.add(subscription)
+        (self.watchers if passive else self.subscribers).add(subscription)
         return subscription
 
     def _remove(self, subscription: FrameSubscription) -> None:
+        if subscription.passive:
+            self.watchers.discard(subscription)
+            return
         self.subscribers.discard(subscription)
         if not self.subscribers:
             self._on_idle(self)  # type: ignore[operator]
@@ -251,6 +258,8 @@ class CameraCapture:
         self.frames += 1
         for subscription in self.subscribers:
             subscription._deliver(frame)
+        for subscription in tuple(self.watchers):
+            subscription._deliver(frame)
 
     def _failed(self, error: CaptureError) -> None:
         if self.error is not None:
@@ -259,7 +268,7 @@ class CameraCapture:
         if not self._ready.done():
             self._ready.set_exception(error)
             self._ready.exception()  # retrieved here: a failed start nobody awaits is normal
-        for subscription in self.subscribers:
+        for subscription in (*self.subscribers, *self.watchers):
             subscription._fail(error)
 
     # ---- the capture thread ------------------------------------------------------------------
@@ -380,6 +389,7 @@ class CaptureManager:
                 camera, plan, self.settings.buffers, asyncio.get_running_loop(), self._on_idle
             )
             self.captures[camera.device] = capture
+            capture._ready.add_done_callback(lambda ready: self._announce(capture, ready))
             capture.start()
             log.info(
                 "capture of %s starting: %s %dx%d",
@@ -399,8 +409,20 @@ class CaptureManager:
             raise
         return subscription
 
+    def watch(self, camera: Camera) -> FrameSubscription | None:
+        """A passive consumer of `camera`'s capture if it is running, else None: it gets the
+        frames but does not keep the capture alive, and ends (CaptureError) when it stops."""
+        capture = self.captures.get(camera.device)
+        if capture is None or not capture.running:
+            return None
+        return capture.add_subscriber(passive=True)
+
     def running(self) -> list[CameraCapture]:
         return [c for c in self.captures.values() if c.running]
+
+    def _announce(self, capture: CameraCapture, ready: asyncio.Future[None]) -> None:
+        if not ready.cancelled() and ready.exception() is None and not capture.ended:
+            self.bus.publish(CaptureStarted(capture.camera))
 
     def _on_idle(self, capture: CameraCapture) -> None:
         device = capture.camera.device
@@ -417,7 +439,7 @@ class CaptureManager:
         self._idle_timers.pop(capture.camera.device, None)
         if not capture.subscribers:
             log.info("capture of %s stopped: no consumer left", capture.camera.device)
-            capture.stop()
+            capture.fail("the capture stopped: no consumer left")  # ends passive watchers
             self._forget(capture)
 
     def _forget(self, capture: CameraCapture) -> None:
