@@ -152,7 +152,7 @@ async def test_stalled_reader_of_a_stream_does_not_delay_websocket_pings(start_a
         nonlocal produced
         while True:
             produced += 1
-            yield ("image/jpeg", part)
+            yield ("image/jpeg", part, None)
             await asyncio.sleep(0)
 
     app.http.add_route("/test-stream", lambda request: multipart_response(frames()))
@@ -189,7 +189,7 @@ async def test_stream_ends_when_the_client_leaves(app):
     async def frames():
         try:
             while True:
-                yield ("image/jpeg", b"x" * 1000)
+                yield ("image/jpeg", b"x" * 1000, None)
                 await asyncio.sleep(0.01)
         finally:
             closed.set()

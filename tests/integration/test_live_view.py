@@ -72,6 +72,7 @@ class Viewer:
                 head_end = self.body.find(b"\r\n\r\n", start)
                 if head_end >= 0:
                     head = bytes(self.body[start:head_end]).decode()
+                    self.last_head = head
                     length = int(head.split("Content-Length: ")[1].split("\r\n")[0])
                     end = head_end + 4 + length
                     if len(self.body) >= end + 2:
@@ -98,6 +99,9 @@ async def test_mjpeg_parts_are_the_cameras_jpegs(live_app):
     for _ in range(5):
         image = Image.open(io.BytesIO(await viewer.part()))
         sizes.add((image.format, image.size))
+        # Each part says when its frame left the driver (epoch seconds, ms).
+        stamp = float(viewer.last_head.split("X-Timestamp: ")[1].split("\r\n")[0])
+        assert 0 <= time.time() - stamp < 5
     assert sizes == {("JPEG", (1280, 720))}
     viewer.close()
     await wait_until(lambda: not app.captures.captures, 5, "the capture to stop after the viewer")

@@ -21,7 +21,7 @@ from camera_service.auth.roles import ROLE_LEVELS
 from camera_service.media import encoders
 from camera_service.media.capture import CaptureError, CaptureManager, Frame, FrameSubscription
 from camera_service.web.responses import AnyResponse, Request, Response, json_response, not_found
-from camera_service.web.streaming import multipart_response
+from camera_service.web.streaming import Part, multipart_response
 
 if TYPE_CHECKING:
     from camera_service.auth.authenticator import Authenticator
@@ -97,7 +97,7 @@ class LiveView:
 
     async def _parts(
         self, subscription: FrameSubscription, viewers: _CameraViewers, max_fps: float
-    ) -> AsyncIterator[tuple[str, bytes]]:
+    ) -> AsyncIterator[Part]:
         min_gap = 1.0 / max_fps if max_fps != float("inf") else 0.0
         next_at = 0.0
         while True:
@@ -112,7 +112,7 @@ class LiveView:
             except (CaptureError, encoders.EncodeError):
                 return  # unplug, stall or broken frames: the response ends cleanly
             viewers.bytes_sent += len(data)
-            yield JPEG, data
+            yield JPEG, data, frame.wall_time
 
     async def _jpeg(self, viewers: _CameraViewers, frame: Frame) -> bytes:
         if frame.fourcc == "MJPG":

@@ -9,8 +9,15 @@ from camera_service.web.responses import StreamResponse
 BOUNDARY = "camera-service-frame"
 
 
-async def _parts(items: AsyncIterator[tuple[str, bytes]], boundary: bytes) -> AsyncIterator[bytes]:
-    async for content_type, body in items:
+# (content type, body, capture time in epoch seconds or None)
+Part = tuple[str, bytes, float | None]
+
+
+async def _parts(items: AsyncIterator[Part], boundary: bytes) -> AsyncIterator[bytes]:
+    async for content_type, body, taken_at in items:
+        # X-Timestamp (as other MJPEG servers send it): when the frame left the camera driver,
+        # so a viewer can tell how old what it shows is.
+        stamp = b"" if taken_at is None else b"\r\nX-Timestamp: %.3f" % taken_at
         head = (
             b"--"
             + boundary
@@ -18,6 +25,7 @@ async def _parts(items: AsyncIterator[tuple[str, bytes]], boundary: bytes) -> As
             + content_type.encode("latin-1")
             + b"\r\nContent-Length: "
             + str(len(body)).encode()
+            + stamp
             + b"\r\n\r\n"
         )
         # One chunk per part: the client never sees half a frame between two writes.
@@ -25,7 +33,7 @@ async def _parts(items: AsyncIterator[tuple[str, bytes]], boundary: bytes) -> As
 
 
 def multipart_response(
-    items: AsyncIterator[tuple[str, bytes]],
+    items: AsyncIterator[Part],
     boundary: str = BOUNDARY,
     on_close: Callable[[], None] | None = None,
 ) -> StreamResponse:
