@@ -29,8 +29,11 @@ from camera_service.log import LoggingComponent, configure_logging
 from camera_service.media.capture import CaptureManager
 from camera_service.media.files import snapshot_index
 from camera_service.media.publisher import RtspPublisher
+from camera_service.media.recorder import Recorder
+from camera_service.media.recording_files import recording_index
+from camera_service.media.retention import Retention
 from camera_service.media.snapshots import SnapshotTaker
-from camera_service.methods import cameras, core, files, media, system
+from camera_service.methods import cameras, core, files, media, recordings, system
 from camera_service.metrics import Metrics
 from camera_service.rpc._jsonrpc import Dispatcher
 from camera_service.rpc.registry import MethodRegistry
@@ -108,12 +111,34 @@ class Application:
         self.publisher = RtspPublisher(config, self.bus, self.monitor, self.captures)
         self.media_api = media.MediaApi(self.monitor, self.snapshots, self.live, self.publisher)
 
+        self.recording_files = recording_index(config, self.bus)
+        self.recorder = Recorder(
+            config,
+            self.captures,
+            self.bus,
+            self.recording_files.note_written,
+            self.recording_files.remember_detail,
+        )
+        self.camera_api.recording = self.recorder
+        self.retention = Retention(
+            config, self.recording_files, self.snapshot_files, self.recorder.active_files, self.bus
+        )
+        self.recording_api = recordings.RecordingApi(
+            config,
+            self.monitor,
+            self.recorder,
+            self.recording_files,
+            self.snapshot_files,
+            self.retention,
+        )
+
         self.registry = MethodRegistry()
         core.register(self.registry, self.gate)
         cameras.register(self.registry, self.camera_api)
         system.register(self.registry, self.system_api)
         files.register(self.registry, self.snapshot_files)
         media.register(self.registry, self.media_api)
+        recordings.register(self.registry, self.recording_api)
         self.dispatcher = Dispatcher(
             self.registry.entries(), config.server.max_batch, self.gate, self.metrics.requests
         )
@@ -121,6 +146,7 @@ class Application:
         self.http = HttpApp()
         add_health_routes(self.http, self.monitor, self.table, self.metrics, self.registry)
         add_file_routes(self.http, self.snapshot_files, self.authenticator)
+        add_file_routes(self.http, self.recording_files, self.authenticator)
         self.http.add_prefix(STREAM_PREFIX, self.live)
         add_dashboard_routes(self.http)
         self.server = PortServer(
@@ -153,10 +179,15 @@ class Application:
             self.captures,
             self.snapshot_files,
             self.snapshots,
+            self.recording_files,
+            self.recording_api,
             self.live,
             self.publisher,
             self.server,
             self.notifier,
+            # After the notifier: at shutdown recordings end (STOPPED sent) before it stops.
+            self.recorder,
+            self.retention,
             self.mqtt,
             self.key_watcher,
             reloader,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -24,12 +24,26 @@ if TYPE_CHECKING:
     from camera_service.config import Config
 
 
+class RecordingState(Protocol):
+    """What the CAMERA object needs from the recorder (media/recorder.py)."""
+
+    version: int  # changes whenever some camera's recording fields change
+
+    @property
+    def active(self) -> bool: ...
+
+    def fields(self, camera: Camera) -> dict[str, Any]: ...
+
+
 class CameraApi(Passive):
-    """Reads the monitor's snapshots; the list's JSON is built once per registry version."""
+    """Reads the monitor's snapshots; the list's JSON is built once per registry version
+    (and, while a camera records, per call: `elapsed_time` moves)."""
 
     def __init__(self, monitor: CameraMonitor, streams: StreamUrls):
         self.monitor = monitor
         self.streams = streams
+        # The recorder (set by app.py): its recording fields join every CAMERA object.
+        self.recording: RecordingState | None = None
         self._list_version: Any = None
         self._list_json: PreEncoded | None = None
 
@@ -42,11 +56,19 @@ class CameraApi(Passive):
 
     def entry(self, camera: Camera) -> dict[str, Any]:
         """The CAMERA object of PROTOCOL 5.2 (also the MQTT bridge's `state` payload)."""
-        return camera_list_entry(camera, self.streams)
+        entry = camera_list_entry(camera, self.streams)
+        if self.recording is not None:
+            entry.update(self.recording.fields(camera))
+        return entry
 
     def get_camera_list(self, ctx: Any, params: dict[str, Any]) -> PreEncoded:
-        version = self.monitor.version
-        if version != self._list_version or self._list_json is None:
+        recording = self.recording
+        version = (self.monitor.version, recording.version if recording is not None else 0)
+        if (
+            version != self._list_version
+            or self._list_json is None
+            or (recording is not None and recording.active)
+        ):
             cameras = self.monitor.snapshot()
             payload = {
                 "cameras": [self.entry(c) for c in cameras],
@@ -58,7 +80,11 @@ class CameraApi(Passive):
         return self._list_json
 
     def get_camera_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        return camera_status(find_camera(self.monitor, params), self.streams)
+        camera = find_camera(self.monitor, params)
+        status = camera_status(camera, self.streams)
+        if self.recording is not None:
+            status.update(self.recording.fields(camera))
+        return status
 
     def get_camera_capabilities(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         return camera_capabilities(find_camera(self.monitor, params))

@@ -32,6 +32,8 @@ BASE_CAPABILITIES = (
     "v4l2-capture",
     "snapshots",
     "file-downloads",
+    "recordings",
+    "retention",
 )
 
 

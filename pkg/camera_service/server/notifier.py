@@ -7,24 +7,36 @@ from typing import TYPE_CHECKING, Any
 
 from camera_service.cameras.model import camera_list_entry
 from camera_service.cameras.streams import StreamUrls
-from camera_service.core.events import CameraChanged, EventBus, Subscription
+from camera_service.core.events import CameraChanged, EventBus, RecordingChanged, Subscription
 
 if TYPE_CHECKING:
     from camera_service.config import Config
     from camera_service.server.connections import ConnectionTable
 
 CAMERA_STATUS_UPDATE = "camera_status_update"
+RECORDING_STATUS_UPDATE = "recording_status_update"
 
 # Every event type that becomes a notification (PROTOCOL 6). The WebSocket notifier and the
 # MQTT bridge (`P/N/events`) both subscribe to these and map them with `notification`, so
 # the two can never disagree: a new notification is one entry here and one case there.
-NOTIFIED_EVENTS: tuple[type, ...] = (CameraChanged,)
+NOTIFIED_EVENTS: tuple[type, ...] = (CameraChanged, RecordingChanged)
 
 
 def notification(event: Any, streams: StreamUrls) -> tuple[str, dict[str, Any]] | None:
     """(method, params) of the notification for `event`, or None when it has none."""
     if isinstance(event, CameraChanged):
         return CAMERA_STATUS_UPDATE, camera_list_entry(event.camera, streams)
+    if isinstance(event, RecordingChanged):
+        params: dict[str, Any] = {
+            "device": event.device,
+            "status": event.status,
+            "filename": event.filename,
+            "duration": event.duration,
+            "session_id": event.session_id,
+        }
+        if event.reason is not None:
+            params["reason"] = event.reason
+        return RECORDING_STATUS_UPDATE, params
     return None
 
 
