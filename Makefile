@@ -103,7 +103,7 @@ wheel: | $(PY)
 	rm -rf dist wheelhouse
 	$(WHEEL_ENV) $(PY) -m build --outdir dist .
 	@echo "--- sdist: sources only (no generated .c outside csrc/, no .so)"
-	@if tar tzf dist/*.tar.gz | grep -E '\.(so|html)$$|^[^/]+/pkg/.*\.c$$'; then \
+	@if tar tzf dist/*.tar.gz | grep -v '/web/dashboard/' | grep -E '\.(so|html)$$|^[^/]+/pkg/.*\.c$$'; then \
 		echo "sdist contains generated files" >&2; exit 1; fi
 	@tar tzf dist/*.tar.gz | grep -E '\.(pyx|pxd)$$|/csrc/|/conf/'
 	@echo "--- no RUNPATH/RPATH pointing into the build machine"
@@ -134,7 +134,7 @@ wheel: | $(PY)
 clean:
 	rm -rf build dist wheelhouse *.egg-info pkg/*.egg-info .pytest_cache .coverage htmlcov
 	find pkg -name '*.so' -delete -o -name '*.c' -path '*/camera_service/*' -delete \
-		-o -name '*.html' -path '*/camera_service/*' -delete
+		-o -name '*.html' -path '*/camera_service/*' -not -path '*/web/dashboard/*' -delete
 
 # Both atheris harnesses for a bounded time each (fuzz/README.md); crashes go to build/fuzz/.
 FUZZ_SECONDS ?= 60
