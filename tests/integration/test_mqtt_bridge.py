@@ -17,7 +17,6 @@ import time
 import orjson
 import pytest
 from conftest import TEST_JWT_SECRET, mint_token, wait_until, ws_url
-from mqtt_broker import Broker, Watcher, free_port, make_tls, missing_reason
 
 from camera_service.app import Application
 from camera_service.cameras.model import Camera
@@ -26,6 +25,7 @@ from camera_service.config import MQTT_PASSWORD_ENV
 from camera_service.core.events import CONNECTED_EVENT, CameraChanged
 from camera_service.fleet.topics import BACKOFF_MAX, backoff_delays, resolve_node_id
 from camera_service.testing import fakecams
+from camera_service.testing.mosquitto import Broker, Watcher, free_port, make_tls, missing_reason
 
 pytestmark = [
     pytest.mark.fuse,

@@ -6,6 +6,7 @@ small subscriber that collects what a Home Assistant-like client would see."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -13,9 +14,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
@@ -71,7 +76,7 @@ class Broker:
     port: int = field(default_factory=free_port)
     users: dict[str, str] | None = None  # user -> password; set = no anonymous access
     tls: Tls | None = None
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -82,6 +87,8 @@ class Broker:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "persistence false",
+            # Mosquitto leaves Nagle on by default: deliveries would wait for delayed ACKs.
+            "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -170,7 +177,7 @@ class Watcher:
     """A subscriber that keeps the newest message of every topic it sees (like a dashboard
     or Home Assistant) and lets a test wait for a condition on them."""
 
-    def __init__(self, port: int, filters: Iterable[str], **client_kwargs) -> None:
+    def __init__(self, port: int, filters: Iterable[str], **client_kwargs: Any) -> None:
         self.port = port
         self.filters = list(filters)
         self.client_kwargs = client_kwargs
@@ -178,28 +185,28 @@ class Watcher:
         self.retained: dict[str, bool] = {}
         self.history: list[tuple[float, str, bytes, bool]] = []
         self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self.client = None
+        self._task: asyncio.Task[None] | None = None
+        self.client: aiomqtt.Client | None = None
 
     async def __aenter__(self) -> Watcher:
         import aiomqtt
 
-        self.client = aiomqtt.Client("127.0.0.1", self.port, **self.client_kwargs)
-        await self.client.__aenter__()
+        client = self.client = aiomqtt.Client("127.0.0.1", self.port, **self.client_kwargs)
+        await client.__aenter__()
         for topic_filter in self.filters:
-            await self.client.subscribe(topic_filter, qos=1)
+            await client.subscribe(topic_filter, qos=1)
         self._task = asyncio.ensure_future(self._read())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
-        try:
-            await self.client.__aexit__(None, None, None)
-        except Exception:
-            pass
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.__aexit__(None, None, None)
 
     async def _read(self) -> None:
+        assert self.client is not None
         async for message in self.client.messages:
             payload = message.payload
             data = payload if isinstance(payload, bytes) else str(payload or "").encode()
@@ -209,10 +216,13 @@ class Watcher:
             self.history.append((time.monotonic(), topic, data, bool(message.retain)))
             self._changed.set()
 
-    async def publish(self, topic: str, payload: bytes | str, **kwargs) -> None:
+    async def publish(self, topic: str, payload: bytes | str, **kwargs: Any) -> None:
+        assert self.client is not None
         await self.client.publish(topic, payload, **kwargs)
 
-    async def wait_for(self, predicate, timeout: float = 5.0, what: str = "a condition"):
+    async def wait_for(
+        self, predicate: Callable[[Watcher], Any], timeout: float = 5.0, what: str = "a condition"
+    ) -> Any:
         """Wait until `predicate(self)` is truthy; return its value."""
         deadline = time.monotonic() + timeout
         while True:
