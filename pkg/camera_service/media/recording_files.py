@@ -25,12 +25,15 @@ def container_duration(path: str) -> float | None:
     """Seconds of media in the file, as the container says; None when it cannot say."""
     import av
 
-    with av.open(path, mode="r") as container:
-        if container.duration is not None and container.duration > 0:
-            return round(container.duration / AV_TIME_BASE, 3)
-        for stream in container.streams.video:
-            if stream.duration is not None and stream.time_base is not None:
-                return round(float(stream.duration * stream.time_base), 3)
+    try:
+        with av.open(path, mode="r") as container:
+            if container.duration is not None and container.duration > 0:
+                return round(container.duration / AV_TIME_BASE, 3)
+            for stream in container.streams.video:
+                if stream.duration is not None and stream.time_base is not None:
+                    return round(float(stream.duration * stream.time_base), 3)
+    except (av.error.FFmpegError, OSError):
+        return None  # not a container FFmpeg can read (or cut before its header): unknown
     return None
 
 
