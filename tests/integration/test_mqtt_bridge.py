@@ -562,3 +562,39 @@ async def test_last_will_when_the_service_is_killed(broker, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.wait(5)
+
+
+async def test_commands_turn_on_live_and_in_flight_commands_are_bounded(
+    mqtt_app, broker, make_config
+):
+    app = await mqtt_app(
+        cameras={"video0": fakecams.stalling_camera(frames=0)}, capture={"frame_timeout": 1.0}
+    )
+    await wait_until(lambda: app.mqtt.connected, 5, "bridge connected")
+    old = app.config
+    new = make_config(
+        {
+            "camera": {"device_dir": old.camera.device_dir},
+            "capture": {"frame_timeout": 1.0},
+            "mqtt": {**_mqtt_overrides(old), "commands": True},
+        }
+    )
+    app._on_config_change(old, new, {"mqtt.commands"})
+    topic = f"{BASE}/cameras/camera0/command/result"
+    async with Watcher(broker.port, [topic]) as watcher:
+        # A camera that gives no frame: each snapshot waits capture.frame_timeout.
+        for n in range(10):
+            await watcher.publish(
+                f"{BASE}/cameras/camera0/command", b'{"action":"snapshot","id":%d}' % n, qos=1
+            )
+        await watcher.wait_for(
+            lambda w: len([h for h in w.history if h[1] == topic]) == 10,
+            timeout=10,
+            what="10 answers",
+        )
+        answers = [orjson.loads(h[2]) for h in watcher.history]
+    codes = sorted(a["error"]["code"] for a in answers)
+    assert codes == [-32002] * 2 + [-1001] * 8, answers
+    busy = next(a for a in answers if a["error"]["code"] == -32002)
+    assert busy["error"]["data"]["retry_after"] == 1
+    assert sorted(a["id"] for a in answers) == list(range(10))
