@@ -2,8 +2,9 @@
 worker thread only, never on the event loop.
 
 Two ways in (PROTOCOL 5.10):
-- copy: the camera's MJPEG frames become packets as they are, timestamps from the driver's
-  frame times (so a camera that slows down or drops frames still plays at the right speed);
+- copy: the camera's MJPEG (or H.264) frames become packets as they are, timestamps from the
+  driver's frame times (so a camera that slows down or drops frames still plays at the right
+  speed); an H.264 segment starts at a keyframe, whose SPS/PPS describe the stream;
 - encode: YUYV frames (or MJPEG frames, decoded) go through libx264 (ultrafast, zerolatency,
   a keyframe a second), for cameras without a compressed format or when `recording.codec` is
   "h264" (what browsers play).
@@ -17,6 +18,7 @@ PyAV is imported here, and this module is imported only when a recording starts.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -60,9 +62,20 @@ class SourceFormat:
 
 
 def copies(source: SourceFormat, codec: str) -> bool:
-    """Whether frames are muxed unchanged: `copy` of an MJPEG camera. Raw YUYV cannot be
-    stored as it is in MP4/Matroska for players, so it is always encoded."""
-    return codec == "copy" and source.fourcc == "MJPG"
+    """Whether frames are muxed unchanged: `copy` of an MJPEG camera, and an H.264 camera
+    always (encoding H.264 again would only lose quality). Raw YUYV cannot be stored as it is
+    in MP4/Matroska for players, so it is always encoded."""
+    return source.fourcc == "H264" or (codec == "copy" and source.fourcc == "MJPG")
+
+
+def h264_keyframe(data: bytes) -> bool:
+    """Whether an Annex B access unit holds an IDR slice (NAL type 5)."""
+    start = data.find(b"\x00\x00\x01")
+    while start >= 0 and start + 3 < len(data):
+        if data[start + 3] & 0x1F == 5:
+            return True
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return False
 
 
 class SegmentWriter:
@@ -79,18 +92,25 @@ class SegmentWriter:
         self._last_pts = -1
         self._interval_ms = max(1, round(1000 / source.rate))
         self._container: Any = av.open(path, mode="w", format=fmt, options=dict(options))
-        try:
-            self._stream = self._add_stream()
-        except BaseException:
-            self._container.close()
-            raise
+        self.h264 = self.copy and source.fourcc == "H264"
+        self._stream: Any = None
+        if not self.h264:  # an H.264 stream is added at its first keyframe (SPS/PPS)
+            try:
+                self._stream = self._add_stream()
+            except BaseException:
+                self._container.close()
+                raise
         self._decoder: Any = None
         if not self.copy and source.fourcc == "MJPG":
             self._decoder = av.CodecContext.create("mjpeg", "r")
 
     @property
     def codec_name(self) -> str:
-        return "mjpeg" if self.copy else "h264"
+        return "mjpeg" if self.copy and not self.h264 else "h264"
+
+    def can_start(self, frame: Frame) -> bool:
+        """Whether a segment may begin with `frame` (H.264 copy: only at a keyframe)."""
+        return not self.h264 or h264_keyframe(frame.data)
 
     @property
     def duration(self) -> float:
@@ -118,6 +138,10 @@ class SegmentWriter:
 
     def write(self, frame: Frame) -> None:
         """Add one frame at its capture time (relative to the segment's first frame)."""
+        if self._stream is None:
+            if not h264_keyframe(frame.data):
+                return  # nothing before the first keyframe can be decoded
+            self._stream = self._h264_stream(frame.data)
         if self._first_ts is None:
             self._first_ts = frame.timestamp
         pts = round((frame.timestamp - self._first_ts) * 1000)
@@ -131,7 +155,7 @@ class SegmentWriter:
             packet.pts = packet.dts = pts
             packet.duration = self._interval_ms
             packet.time_base = TIME_BASE
-            packet.is_keyframe = True
+            packet.is_keyframe = not self.h264 or h264_keyframe(frame.data)
             self._container.mux(packet)
         else:
             picture = self._picture(frame)
@@ -142,6 +166,13 @@ class SegmentWriter:
             for packet in self._stream.encode(picture):
                 self._container.mux(packet)
         self.frames += 1
+
+    def _h264_stream(self, keyframe: bytes) -> Any:
+        """A stream whose parameters (size, profile, SPS/PPS) FFmpeg reads from a keyframe."""
+        with av.open(io.BytesIO(keyframe), format="h264") as parsed:
+            stream = self._container.add_stream_from_template(parsed.streams.video[0])
+        stream.time_base = TIME_BASE
+        return stream
 
     def _picture(self, frame: Frame) -> Any:
         if self._decoder is not None:
@@ -166,7 +197,7 @@ class SegmentWriter:
     def close(self) -> None:
         """Flush the encoder and write the index; the file is complete afterwards."""
         try:
-            if not self.copy:
+            if not self.copy and self._stream is not None:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
         finally:

@@ -57,7 +57,7 @@ STOPPED = "STOPPED"
 FAILED = "FAILED"
 
 FORMATS = ("mp4", "mkv")
-RECORDABLE_FOURCCS = ("MJPG", "YUYV")
+RECORDABLE_FOURCCS = ("MJPG", "YUYV", "H264")
 # The worker's queue holds at most this many bytes of frames (and at least a few frames):
 # about 2 s of 720p MJPEG, half a second of 720p YUYV. Beyond it frames are dropped.
 QUEUE_BYTES = 48 * 1024 * 1024
@@ -184,7 +184,11 @@ class SegmentWorker:
                     self.queued -= 1
                 frame: Frame = item
                 assert writer is not None
-                if writer.frames and writer.duration >= self.segment_seconds():
+                if (
+                    writer.frames
+                    and writer.duration >= self.segment_seconds()
+                    and writer.can_start(frame)
+                ):
                     writer = self._next_segment(writer, frame)
                 writer.write(frame)
                 self.written += 1
