@@ -21,7 +21,8 @@ from PIL import Image
 
 from camera_service.client import RpcClient
 from camera_service.media import publisher as publisher_module
-from camera_service.media.publisher import jpeg_pixel_format, retry_delays
+from camera_service.media.publisher import retry_delays
+from camera_service.media.rtsp_push import PushError, jpeg_pixel_format
 from camera_service.testing import fakecams
 
 pytestmark = [
@@ -156,9 +157,7 @@ def test_jpeg_pixel_format_follows_the_luma_sampling(subsampling, expected):
 
 @pytest.mark.parametrize("data", [b"", b"\xff\xd8", b"\xff\xd8\xff\xda\x00\x02", b"not a jpeg"])
 def test_jpeg_pixel_format_refuses_what_rfc2435_cannot_carry(data):
-    from camera_service.media.encoders import EncodeError
-
-    with pytest.raises(EncodeError):
+    with pytest.raises(PushError):
         jpeg_pixel_format(data)
 
 
@@ -278,3 +277,41 @@ async def test_turning_publishing_off_live_stops_every_publisher(publish_app):
     app._on_config_change(app.config, dataclasses.replace(app.config, media=media), set())
     assert app.publisher.publishers == {}
     await wait_until(lambda: not app.captures.captures, 5, "the captures to go idle")
+
+
+async def test_a_silent_server_never_stalls_the_service(publish_app, monkeypatch):
+    """A server that accepts the connection and never answers keeps FFmpeg waiting inside the
+    RTSP handshake; that happens in the publisher's own process, so the API stays responsive
+    and the publisher gives up after its timeout and retries."""
+    monkeypatch.setattr(publisher_module, "IO_TIMEOUT_SECONDS", 1.0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", publish_app.port))
+    silent.listen()
+    try:
+        app = await publish_app("always")
+        client = await RpcClient.connect(ws_url(app))
+        await client.authenticate(mint_token("viewer"))
+        device = app.monitor.get("camera0").device
+        await wait_until(
+            lambda: (app.publisher.stats(device) or {}).get("state") == "connecting",
+            10,
+            "the publisher to start connecting",
+        )
+        worst = 0.0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert await client.call("ping") == "pong"
+            worst = max(worst, time.monotonic() - started)
+            await asyncio.sleep(0.02)
+        # Generous for a loaded CI machine; a stall would be the whole handshake timeout.
+        assert worst < 0.9
+        await wait_until(
+            lambda: app.publisher.stats(device)["state"] == "retrying",
+            5,
+            "the publisher to give up on the silent server",
+        )
+        assert app.publisher.stats(device)["last_error"]
+        await client.close()
+    finally:
+        silent.close()

@@ -4,12 +4,14 @@ With `media.publish_rtsp = true` every captured camera is pushed to
 `rtsp://<media.host>:<media.rtsp_port>/cameraN` (ANNOUNCE + RECORD, RTP interleaved over TCP)
 as MJPEG (RFC 2435): an MJPG camera's JPEGs go out as the camera sent them, a YUYV camera's
 frames are encoded to JPEG first. MJPEG needs no encoder state, so a reconnect can resume at
-any frame. PyAV's RTSP muxer does the protocol; it is imported when the first publisher starts.
+any frame.
 
-Each camera's publisher is a thread of its own: it connects, sends frames and, when the server
-goes away, reconnects after 1 s, 2 s, 4 s, ... up to 30 s. Frames reach it through a one-frame
-slot that the newest frame overwrites, so a slow or absent server never blocks the capture,
-the event loop or any other consumer: it only skips frames.
+Each camera's push runs in a child process (`media/rtsp_push.py`, PyAV's RTSP muxer): PyAV
+holds the GIL while FFmpeg waits for the server, which in a thread would freeze the whole
+service. Frames go to the child through a pipe; when the pipe already holds more than
+`MAX_BUFFERED_BYTES` the frame is dropped, so a slow or absent server never blocks the
+capture, the event loop or any other consumer: it only skips frames. When the child fails
+(server gone, refused, silent) it is started again after 1 s, 2 s, 4 s, ... up to 30 s.
 
 `publish_on = "demand"` attaches to captures that other consumers keep running (a passive
 consumer, which does not keep the capture alive); `"always"` is a consumer of every connected
@@ -19,19 +21,20 @@ camera itself, so every camera is captured and published all the time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
-import threading
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from camera_service.cameras.model import CONNECTED
 from camera_service.cameras.streams import StreamUrls
 from camera_service.core.events import CameraChanged, CaptureStarted, EventBus, Subscription
-from camera_service.media import encoders
 from camera_service.media.capture import CaptureError, CaptureManager, Frame, FrameSubscription
+from camera_service.media.rtsp_push import FRAME_HEAD
 
 if TYPE_CHECKING:
     from camera_service.cameras.model import Camera
@@ -42,19 +45,15 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 30.0
-# Seconds PyAV may wait for the server while connecting or sending before giving up.
+# FFmpeg's socket timeout in the child; the parent gives the handshake twice that, then kills.
 IO_TIMEOUT_SECONDS = 5.0
-THREAD_JOIN_SECONDS = 2.0
-RTP_CLOCK = Fraction(1, 90000)  # RFC 2435 / RFC 3551: video timestamps at 90 kHz
+STOP_SECONDS = 2.0  # a stopped child gets this long to close its stream before it is killed
+# Frames in the pipe not yet read by the child: beyond this, new frames are dropped (about
+# two YUYV 1280x720 frames, or many JPEGs).
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 
 # Publisher states shown by get_streams.
-IDLE, CONNECTING, PUBLISHING, RETRYING, STOPPED = (
-    "idle",
-    "connecting",
-    "publishing",
-    "retrying",
-    "stopped",
-)
+CONNECTING, PUBLISHING, RETRYING, STOPPED = ("connecting", "publishing", "retrying", "stopped")
 
 
 def retry_delays(first: float | None = None, cap: float = MAX_RETRY_SECONDS) -> Iterator[float]:
@@ -65,36 +64,19 @@ def retry_delays(first: float | None = None, cap: float = MAX_RETRY_SECONDS) -> 
         delay = min(delay * 2, cap)
 
 
-def jpeg_pixel_format(jpeg: bytes) -> str:
-    """`yuvj422p` or `yuvj420p` from the JPEG's frame header: RFC 2435 can carry only these
-    two, and the RTP packetizer announces the type the stream's pixel format says."""
-    i = 2
-    while i + 4 <= len(jpeg):
-        if jpeg[i] != 0xFF:
-            break
-        marker = jpeg[i + 1]
-        length = int.from_bytes(jpeg[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1) and i + 11 <= len(jpeg):  # baseline / extended SOF
-            sampling = jpeg[i + 11]  # first component (Y): high nibble H, low nibble V
-            return "yuvj420p" if sampling & 0x0F == 2 else "yuvj422p"
-        if marker == 0xDA:  # start of scan: no frame header before it
-            break
-        i += 2 + length
-    raise encoders.EncodeError("not a baseline JPEG: RFC 2435 cannot carry it")
-
-
 @dataclass(slots=True)
 class PublisherStats:
-    state: str = IDLE
+    state: str = CONNECTING
     connects: int = 0
-    frames_sent: int = 0
+    frames_sent: int = 0  # muxed by the child, over every connection
     bytes_sent: int = 0
+    frames_dropped: int = 0  # offered while the pipe was full or no child was running
     last_error: str | None = None
     retry_at: float | None = None  # time.monotonic() of the next attempt while retrying
 
 
 class CameraPublisher:
-    """Pushes one camera's frames to one RTSP URL from a thread of its own."""
+    """Pushes one camera's frames to one RTSP URL through a child process."""
 
     def __init__(self, camera: Camera, url: str, quality: int) -> None:
         self.camera = camera
@@ -102,14 +84,13 @@ class CameraPublisher:
         self.quality = quality
         self.stats = PublisherStats()
         self.subscription: FrameSubscription | None = None
-        self._slot: Frame | None = None
-        self._wake = threading.Condition()
+        self._stdin: asyncio.StreamWriter | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"rtsp-{camera.stream_name}", daemon=True
-        )
-
-    # ---- on the event loop -------------------------------------------------------------------
+        self._stopped = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Totals of the connections before the current one (the child counts its own).
+        self._sent_before = (0, 0)
 
     def attach(self, subscription: FrameSubscription) -> None:
         """Take frames from `subscription` (a new one after the capture restarted)."""
@@ -117,130 +98,134 @@ class CameraPublisher:
         if old is not None and old is not subscription:
             old.close()
         subscription.on_frame = self.offer
-        if not self._thread.is_alive() and not self._stopping:
-            self._thread.start()
+        if self._task is None and not self._stopping:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def offer(self, frame: Frame) -> None:
-        """Hand the newest frame to the thread; an unsent older one is dropped."""
-        with self._wake:
-            self._slot = frame
-            self._wake.notify()
+        """Write the frame into the child's pipe, or drop it when the pipe is full."""
+        stdin = self._stdin
+        if stdin is None or stdin.is_closing():
+            self.stats.frames_dropped += 1
+            return
+        if stdin.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
+            self.stats.frames_dropped += 1
+            return
+        head = FRAME_HEAD.pack(
+            frame.fourcc.encode("ascii"),
+            frame.width,
+            frame.height,
+            frame.timestamp,
+            len(frame.data),
+        )
+        stdin.write(head)
+        stdin.write(frame.data)
 
     def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         if self.subscription is not None:
             self.subscription.close()
             self.subscription = None
-        with self._wake:
-            self._wake.notify()
+        if self._stdin is not None:
+            self._stdin.close()  # the child closes its stream at the end of its input
+        if self._proc is not None and self.stats.state != PUBLISHING:
+            self._proc.kill()  # still in the handshake: nothing to close cleanly
+        if self._task is None:
+            self.stats.state = STOPPED
 
     async def join(self) -> None:
-        if self._thread.is_alive():
-            await asyncio.get_running_loop().run_in_executor(
-                None, self._thread.join, THREAD_JOIN_SECONDS
-            )
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=STOP_SECONDS + 1)
 
-    # ---- the publisher thread ----------------------------------------------------------------
+    # ---- the child's lifecycle ---------------------------------------------------------------
 
-    def _next_frame(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame, waiting for one; None when stopping (or after `timeout`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._wake:
-            while self._slot is None and not self._stopping:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._wake.wait(remaining)
-            frame, self._slot = self._slot, None
-            return None if self._stopping else frame
-
-    def _sleep(self, seconds: float) -> None:
-        """Wait `seconds` (frames arriving meanwhile do not cut it short); stop() does."""
-        deadline = time.monotonic() + seconds
-        with self._wake:
-            while not self._stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self._wake.wait(remaining)
-
-    def _run(self) -> None:
+    async def _run(self) -> None:
         delays = retry_delays()
-        while not self._stopping:
-            frame = self._next_frame()
-            if frame is None:
-                break
-            try:
-                self._publish(frame)
-            except Exception as exc:  # PyAV raises OSError subclasses and av.FFmpegError
+        try:
+            while not self._stopping:
+                self.stats.state = CONNECTING
+                reason = await self._session()
                 if self._stopping:
                     break
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 if self.stats.state == PUBLISHING:
                     delays = retry_delays()  # it worked for a while: start from 1 s again
                 delay = next(delays)
+                self.stats.last_error = reason
                 log.warning(
                     "RTSP publishing of %s to %s failed (%s); retrying in %g s",
                     self.camera.stream_name,
                     self.url,
-                    self.stats.last_error,
+                    reason,
                     delay,
                 )
                 self.stats.state = RETRYING
                 self.stats.retry_at = time.monotonic() + delay
-                self._sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
                 self.stats.retry_at = None
-        self.stats.state = STOPPED
-
-    def _publish(self, first: Frame) -> None:
-        """One connection: connect, send frames until stopped; raises when the server fails."""
-        import av  # media-only dependency: loaded with the first publisher
-
-        self.stats.state = CONNECTING
-        jpeg = self._jpeg(first)
-        container = av.open(
-            self.url,
-            mode="w",
-            format="rtsp",
-            options={"rtsp_transport": "tcp"},
-            timeout=IO_TIMEOUT_SECONDS,
-        )
-        try:
-            stream = container.add_stream("mjpeg", rate=30)
-            stream.width, stream.height = first.width, first.height
-            stream.pix_fmt = jpeg_pixel_format(jpeg)
-            stream.time_base = RTP_CLOCK
-            base = first.timestamp
-            last_pts = -1
-            frame: Frame | None = first
-            while frame is not None:
-                if frame.width != first.width or frame.height != first.height:
-                    raise encoders.EncodeError("the capture changed size; reconnecting")
-                pts = max(int((frame.timestamp - base) / RTP_CLOCK), last_pts + 1)
-                packet = av.Packet(jpeg)
-                packet.stream = stream
-                packet.pts = packet.dts = last_pts = pts
-                packet.time_base = RTP_CLOCK
-                packet.is_keyframe = True
-                container.mux(packet)  # the first mux sends ANNOUNCE, SETUP and RECORD
-                if self.stats.state != PUBLISHING:
-                    self.stats.state = PUBLISHING
-                    self.stats.connects += 1
-                    self.stats.last_error = None
-                    log.info("publishing %s to %s", self.camera.stream_name, self.url)
-                self.stats.frames_sent += 1
-                self.stats.bytes_sent += len(jpeg)
-                frame = self._next_frame()
-                if frame is not None:
-                    jpeg = self._jpeg(frame)
         finally:
-            try:
-                container.close()
-            except Exception:  # the server is gone already: nothing left to tell it
-                pass
+            self.stats.state = STOPPED
 
-    def _jpeg(self, frame: Frame) -> bytes:
-        return encoders.jpeg_from_frame(frame, self.quality)
+    async def _session(self) -> str:
+        """One child, one connection; returns why it ended."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "camera_service.media.rtsp_push",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        settings = {"url": self.url, "quality": self.quality, "timeout": IO_TIMEOUT_SECONDS}
+        proc.stdin.write(json.dumps(settings).encode() + b"\n")
+        self._proc, self._stdin = proc, proc.stdin
+        errors = asyncio.get_running_loop().create_task(_tail(proc.stderr))
+        reason = "the publisher process ended"
+        try:
+            await self._follow(proc.stdout)
+        except TimeoutError:
+            reason = f"the server did not accept the stream within {2 * IO_TIMEOUT_SECONDS:g} s"
+        finally:
+            self._stdin = None
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_SECONDS)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            self._proc = None
+            self._sent_before = (self.stats.frames_sent, self.stats.bytes_sent)
+        last_line = await errors
+        return last_line or reason
+
+    async def _follow(self, stdout: asyncio.StreamReader) -> None:
+        """Read the child's reports until it exits; TimeoutError if the handshake hangs."""
+        connected = False
+        while True:
+            read = stdout.readline()
+            line = await (read if connected else asyncio.wait_for(read, 2 * IO_TIMEOUT_SECONDS))
+            if not line:
+                return
+            if line == b"connected\n":
+                connected = True
+                self.stats.state = PUBLISHING
+                self.stats.connects += 1
+                self.stats.last_error = None
+                log.info("publishing %s to %s", self.camera.stream_name, self.url)
+            elif line.startswith(b"sent "):
+                frames, sent = (int(n) for n in line.split()[1:3])
+                self.stats.frames_sent = self._sent_before[0] + frames
+                self.stats.bytes_sent = self._sent_before[1] + sent
+
+
+async def _tail(stream: asyncio.StreamReader) -> str:
+    """The child's last stderr line (its reason), reading everything so it never blocks."""
+    last = b""
+    while line := await stream.readline():
+        if line.strip():
+            last = line.strip()
+    return last.decode(errors="replace")[:500]
 
 
 class RtspPublisher:
@@ -324,6 +309,7 @@ class RtspPublisher:
             "connects": s.connects,
             "frames_sent": s.frames_sent,
             "bytes_sent": s.bytes_sent,
+            "frames_dropped": s.frames_dropped,
             "last_error": s.last_error,
             "retry_in": retry_in,
         }
