@@ -131,6 +131,7 @@ async def _plug_cycle(
     count: int,
     boxes: int = 1,
     notes: Notes | None = None,
+    settle: Any = None,
 ) -> dict[str, list[float]]:
     """`count` plug + unplug cycles; latency until `boxes` states arrived, each way (and
     until the WebSocket notification arrived, with `notes`)."""
@@ -148,6 +149,8 @@ async def _plug_cycle(
             out[key].append(max(arrivals) - t0)
             if note is not None:
                 out["ws_" + key].append(await asyncio.wait_for(note, 30) - t0)
+            if settle is not None:
+                await settle()
     return out
 
 
@@ -245,7 +248,7 @@ async def fleet_child(port: int, dev_dir: str, boxes: int, state_dir: str) -> No
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, sys.stdin.readline):
         # Each line asks how many messages the bridges have sent so far.
-        print(sum(b.published for b in bridges), flush=True)
+        print(sum(b.published for b in bridges), sum(b.pending for b in bridges), flush=True)
     for bridge in bridges:
         await bridge.stop()
     await monitor.stop()
@@ -264,21 +267,33 @@ async def bench_fleet(
         line = await asyncio.wait_for(proc.stdout.readline(), 120)
         assert line.strip() == b"ready", line
 
-        async def published() -> int:
+        async def published() -> tuple[int, int]:
+            """(messages sent, messages waiting) over all bridges of the child."""
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(b"?\n")
-            return int(await proc.stdout.readline())
+            sent, pending = (await proc.stdout.readline()).split()
+            return int(sent), int(pending)
+
+        async def settle() -> None:
+            # Every box sends everything for this change before the next one (discovery
+            # configs and info would otherwise be replaced by the next change, unsent).
+            while (await published())[1]:
+                await asyncio.sleep(0.02)
 
         async with Subscriber(broker.port, "camera-service/+/cameras/camera1/state") as sub:
             spec = fakecams.uvc_camera()
-            await _plug_cycle(mount, sub, spec, 2, boxes)  # warm up
-            await asyncio.sleep(0.5)  # let the configs and events of the warm-up go out
-            bridges0, broker0, sent0 = _cpu(proc.pid), broker.cpu_seconds(), await published()
-            times = await _plug_cycle(mount, sub, spec, count, boxes)
-            await asyncio.sleep(0.5)
-            bridges_cpu = _cpu(proc.pid) - bridges0
+            await _plug_cycle(mount, sub, spec, 2, boxes, settle=settle)  # warm up
+            # What the idle connections cost (keepalive timers), to subtract below.
+            idle0, idle_t0 = _cpu(proc.pid), time.perf_counter()
+            await asyncio.sleep(3)
+            idle_rate = (_cpu(proc.pid) - idle0) / (time.perf_counter() - idle_t0)
+            t0 = time.perf_counter()
+            bridges0, broker0 = _cpu(proc.pid), broker.cpu_seconds()
+            sent0 = (await published())[0]
+            times = await _plug_cycle(mount, sub, spec, count, boxes, settle=settle)
+            bridges_cpu = _cpu(proc.pid) - bridges0 - idle_rate * (time.perf_counter() - t0)
             broker_cpu = broker.cpu_seconds() - broker0
-            messages = await published() - sent0
+            messages = (await published())[0] - sent0
     finally:
         proc.stdin.close()
         await proc.wait()
@@ -289,6 +304,7 @@ async def bench_fleet(
         "plug_to_last_box_state": _summary(times["plug"]),
         "unplug_to_last_box_cleared": _summary(times["unplug"]),
         "messages_per_state_change": round(messages / changes, 2),
+        "bridges_idle_cpu_percent": round(idle_rate * 100, 2),
         "bridge_cpu_us_per_state_change": round(bridges_cpu / changes * 1e6, 1),
         "broker_cpu_us_per_state_change": round(broker_cpu / changes * 1e6, 1),
     }

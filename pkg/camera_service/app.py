@@ -185,10 +185,11 @@ class Application:
             self.publisher,
             self.server,
             self.notifier,
+            # Before the recorder: at shutdown the last recording states still reach the broker.
+            self.mqtt,
             # After the notifier: at shutdown recordings end (STOPPED sent) before it stops.
             self.recorder,
             self.retention,
-            self.mqtt,
             self.key_watcher,
             reloader,
         ]

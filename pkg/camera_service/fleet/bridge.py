@@ -79,6 +79,7 @@ STALE_WINDOW = 2.0
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 30
 STOP_TIMEOUT = 3.0
+FLUSH_TIMEOUT = 1.0
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -170,6 +171,12 @@ class MqttBridge:
         )
 
     async def stop(self) -> None:
+        # What changed just before (recordings ended by the shutdown) goes out first; the
+        # bus delivers in loop callbacks, so let those run, then wait (bounded) for the send.
+        await asyncio.sleep(0)
+        deadline = time.monotonic() + FLUSH_TIMEOUT
+        while self._client is not None and self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         for subscription in self._subscriptions:
             subscription.close()
         self._subscriptions.clear()
