@@ -30,7 +30,7 @@ from camera_service.media.capture import CaptureManager
 from camera_service.media.files import snapshot_index
 from camera_service.media.publisher import RtspPublisher
 from camera_service.media.recorder import Recorder
-from camera_service.media.recording_files import recording_index
+from camera_service.media.recording_files import RecordingDurations, recording_index
 from camera_service.media.retention import Retention
 from camera_service.media.snapshots import SnapshotTaker
 from camera_service.methods import cameras, core, files, media, recordings, system
@@ -112,12 +112,13 @@ class Application:
         self.media_api = media.MediaApi(self.monitor, self.snapshots, self.live, self.publisher)
 
         self.recording_files = recording_index(config, self.bus)
+        self.recording_durations = RecordingDurations(self.recording_files)
         self.recorder = Recorder(
             config,
             self.captures,
             self.bus,
             self.recording_files.note_written,
-            self.recording_files.remember_detail,
+            self.recording_durations.remember,
         )
         self.camera_api.recording = self.recorder
         self.retention = Retention(
@@ -128,6 +129,7 @@ class Application:
             self.monitor,
             self.recorder,
             self.recording_files,
+            self.recording_durations,
             self.snapshot_files,
             self.retention,
         )

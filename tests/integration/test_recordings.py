@@ -122,7 +122,9 @@ async def recording_app(start_app, fake_cameras):
     clients = []
 
     async def start(extra=None):
-        overrides = {"camera": {"device_dir": fake_cameras.dev_dir}}
+        # Info level: every log call of a recording runs (an extra that clashes with a
+        # LogRecord attribute raises only when the record is made).
+        overrides = {"camera": {"device_dir": fake_cameras.dev_dir}, "logging": {"level": "info"}}
         for section, values in (extra or {}).items():
             overrides.setdefault(section, {}).update(values)
         app = await start_app(overrides)

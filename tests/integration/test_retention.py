@@ -39,7 +39,11 @@ async def service(start_app, dirs):
     clients = []
 
     async def start(extra=None):
-        overrides = {"recording": {"path": str(recordings)}, "snapshots": {"path": str(snapshots)}}
+        overrides = {
+            "recording": {"path": str(recordings)},
+            "snapshots": {"path": str(snapshots)},
+            "logging": {"level": "info"},
+        }
         for section, values in (extra or {}).items():
             overrides.setdefault(section, {}).update(values)
         app = await start_app(overrides)

@@ -215,13 +215,6 @@ class FileIndex:
         self._probed[entry.name] = (entry.size, entry.mtime_ns, value)
         return value
 
-    def remember_detail(self, name: str, value: Any) -> None:
-        """The service knows `name`'s detail already (a recording's duration when its segment
-        closes): cache it for the file as it is now, so nobody has to read the file for it."""
-        entry = self._refresh(name)
-        if entry is not None:
-            self._probed[name] = (entry.size, entry.mtime_ns, value)
-
     # ---- changes made by the service -----------------------------------------------------
 
     def note_written(self, name: str) -> FileEntry | None:
@@ -243,7 +236,8 @@ class FileIndex:
         os.unlink(path)
         self._remove(name)
         self._bus.publish(FileDeleted(self.kind, name))
-        log.info("%s file deleted", self.kind, extra={"filename": name})
+        # "filename" is a LogRecord attribute: as an extra it would raise KeyError.
+        log.info("%s file deleted", self.kind, extra={"file": name})
         return _entry_of(name, st)
 
     # ---- index maintenance ---------------------------------------------------------------

@@ -454,7 +454,7 @@ class Recorder:
         log.info(
             "recording of %s started",
             camera.device,
-            extra={"session_id": session.session_id, "filename": name, "codec": session.codec},
+            extra={"session_id": session.session_id, "file": name, "codec": session.codec},
         )
         self.bus.publish(
             RecordingChanged(camera.device, STARTED, session.session_id, name, duration)

@@ -1,16 +1,20 @@
-"""The index of `recording.path` (the same FileIndex as snapshots) and the one detail it
-reads from a recording: its duration, from the container.
+"""The index of `recording.path` (the same FileIndex as snapshots) and each recording's
+duration, read from the container.
 
-The recorder tells the index each segment's duration when it closes it, so the service's own
-files are never opened for it; a file that arrived otherwise (copied in, or cut by a crash)
-is read once with PyAV (imported then) and cached until it changes.
+Reading a duration means opening the file with FFmpeg (a fragmented MP4 of half an hour has
+thousands of fragments to walk), so it never happens on the event loop: the recorder tells
+`RecordingDurations` each segment's duration when it closes it, and any other file (copied
+in, written before a restart, cut by a crash) is read once in a worker thread when a client
+first asks for it, then cached until its size or modification time changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from camera_service.media.files import FileIndex
+from camera_service.media.files import FileEntry, FileIndex
 
 if TYPE_CHECKING:
     from camera_service.config import Config
@@ -37,12 +41,49 @@ def container_duration(path: str) -> float | None:
     return None
 
 
+def _read_all(paths: list[str]) -> list[float | None]:
+    return [container_duration(path) for path in paths]
+
+
+class RecordingDurations:
+    """Durations of the indexed recordings, keyed by (name, size, mtime)."""
+
+    def __init__(self, index: FileIndex) -> None:
+        self.index = index
+        self._known: dict[str, tuple[int, int, float | None]] = {}
+
+    def remember(self, name: str, duration: float | None) -> None:
+        """The recorder closed `name` and knows its duration: nobody needs to read it."""
+        entry = self.index.note_written(name)
+        if entry is not None:
+            self._known[name] = (entry.size, entry.mtime_ns, duration)
+
+    def get(self, entry: FileEntry) -> float | None:
+        """The cached duration of `entry` (None when unknown or unreadable)."""
+        known = self._known.get(entry.name)
+        if known is not None and known[0] == entry.size and known[1] == entry.mtime_ns:
+            return known[2]
+        return None
+
+    async def fill(self, entries: Iterable[FileEntry]) -> None:
+        """Read the durations not cached yet, in a worker thread."""
+        missing = []
+        for entry in entries:
+            known = self._known.get(entry.name)
+            if known is None or known[0] != entry.size or known[1] != entry.mtime_ns:
+                missing.append(entry)
+        if not missing:
+            return
+        paths = [self.index.path_of(entry.name) for entry in missing]
+        values = await asyncio.get_running_loop().run_in_executor(None, _read_all, paths)
+        for entry, value in zip(missing, values, strict=True):
+            self._known[entry.name] = (entry.size, entry.mtime_ns, value)
+        if len(self._known) > 2 * self.index.count() + 100:  # forget deleted files
+            self._known = {
+                name: v for name, v in self._known.items() if self.index.get(name) is not None
+            }
+
+
 def recording_index(config: Config, bus: EventBus) -> FileIndex:
-    """The index of `recording.path`; each file's detail is its duration in seconds."""
-    return FileIndex(
-        RECORDING_KIND,
-        config.recording.path,
-        RECORDING_URL_PREFIX,
-        bus,
-        probe=container_duration,
-    )
+    """The index of `recording.path` (durations are kept by RecordingDurations)."""
+    return FileIndex(RECORDING_KIND, config.recording.path, RECORDING_URL_PREFIX, bus)

@@ -14,11 +14,23 @@ from typing import TYPE_CHECKING, Any
 from camera_service.health import utc_timestamp
 from camera_service.media.files import FileEntry, FileIndex
 from camera_service.media.recorder import FORMATS, Recorder, device_number_of
+from camera_service.media.recording_files import RecordingDurations
 from camera_service.media.retention import POLICY_TYPES, Retention, RetentionPolicy
 from camera_service.media.storage import disk_usage
 from camera_service.methods.cameras import device_param, find_camera
-from camera_service.methods.files import FileApi, filename_param
-from camera_service.rpc.errors import RECORDING_IN_PROGRESS, RpcError, invalid_params
+from camera_service.methods.files import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    FileApi,
+    filename_param,
+    int_param,
+)
+from camera_service.rpc.errors import (
+    RECORDING_IN_PROGRESS,
+    RpcError,
+    file_not_found,
+    invalid_params,
+)
 from camera_service.rpc.registry import MethodRegistry
 
 if TYPE_CHECKING:
@@ -67,10 +79,14 @@ def positive_number(params: dict[str, Any], name: str, required: bool) -> float 
 
 class RecordingFileApi(FileApi):
     """`list_recordings`, `get_recording_info`, `delete_recording`: the snapshot handlers
-    over the recordings index, with `duration` (null while written) and `device`."""
+    over the recordings index, with `duration` (null while written) and `device`. Listing
+    and info are async only to read unknown durations off the loop."""
 
-    def __init__(self, index: FileIndex, recorder: Recorder, config: Config) -> None:
+    def __init__(
+        self, index: FileIndex, durations: RecordingDurations, recorder: Recorder, config: Config
+    ) -> None:
         super().__init__(index, "duration")
+        self.durations = durations
         self.recorder = recorder
         self.config = config
 
@@ -81,7 +97,7 @@ class RecordingFileApi(FileApi):
             "file_size": entry.size,
             "modified_time": utc_timestamp(entry.mtime),
             "download_url": self.index.download_url(entry.name),
-            "duration": None if entry.name in active else self.index.detail(entry),
+            "duration": None if entry.name in active else self.durations.get(entry),
         }
         number = device_number_of(entry.name)
         if number is not None:
@@ -94,13 +110,35 @@ class RecordingFileApi(FileApi):
         for name in self.recorder.active_files():
             self.index.note_written(name)
 
-    def list_files(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_recordings(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        offset = int_param(params, "offset", 0, 0, None)
         self._refresh_active()
-        return super().list_files(ctx, params)
+        page, total = self.index.list(limit, offset)
+        active = self.recorder.active_files()
+        await self.durations.fill(entry for entry in page if entry.name not in active)
+        page, total = self.index.list(limit, offset)  # as it is now, after the wait
+        return {
+            "files": [self.file_object(entry) for entry in page],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
 
-    def get_info(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    async def get_recording_info(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        name = filename_param(params)
         self._refresh_active()
-        return super().get_info(ctx, params)
+        entry = self.index.get(name)
+        if entry is None:
+            raise file_not_found(self.index.kind, name)
+        if name not in self.recorder.active_files():
+            await self.durations.fill([entry])
+        entry = self.index.get(name)
+        if entry is None:  # deleted while its duration was read
+            raise file_not_found(self.index.kind, name)
+        info = self.file_object(entry)
+        info["created_time"] = utc_timestamp(entry.ctime)
+        return info
 
     def delete(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         name = filename_param(params)
@@ -121,6 +159,7 @@ class RecordingApi:
         monitor: CameraMonitor,
         recorder: Recorder,
         recordings: FileIndex,
+        durations: RecordingDurations,
         snapshots: FileIndex,
         retention: Retention,
     ) -> None:
@@ -130,7 +169,7 @@ class RecordingApi:
         self.recordings = recordings
         self.snapshots = snapshots
         self.retention = retention
-        self.files = RecordingFileApi(recordings, recorder, config)
+        self.files = RecordingFileApi(recordings, durations, recorder, config)
 
     async def start(self) -> None:
         return None
@@ -226,8 +265,8 @@ def register(registry: MethodRegistry, api: RecordingApi) -> None:
     """Add the methods of PROTOCOL 5.10-5.15 to `registry` (roles per 4.1)."""
     registry.add("start_recording", api.start_recording, "operator")
     registry.add("stop_recording", api.stop_recording, "operator")
-    registry.add("list_recordings", api.files.list_files, "viewer")
-    registry.add("get_recording_info", api.files.get_info, "viewer")
+    registry.add("list_recordings", api.files.list_recordings, "viewer")
+    registry.add("get_recording_info", api.files.get_recording_info, "viewer")
     registry.add("delete_recording", api.files.delete, "operator")
     registry.add("get_storage_info", api.get_storage_info, "admin")
     registry.add("set_retention_policy", api.set_retention_policy, "admin")
