@@ -23,7 +23,6 @@ from camera_service.cameras.model import Camera
 from camera_service.client import RpcClient
 from camera_service.config import MQTT_PASSWORD_ENV
 from camera_service.core.events import CONNECTED_EVENT, CameraChanged
-from camera_service.fleet.topics import BACKOFF_MAX, backoff_delays, resolve_node_id
 from camera_service.testing import fakecams
 from camera_service.testing.mosquitto import Broker, Watcher, free_port, make_tls, missing_reason
 
@@ -439,21 +438,6 @@ async def test_broker_down_at_start_never_touches_the_websocket_service(mqtt_app
         await client.close()
 
 
-def test_backoff_doubles_from_1_s_and_caps_at_60_s_over_an_hour():
-    delays = backoff_delays()
-    first = [next(delays) for _ in range(9)]
-    assert first == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    # An hour of an unreachable broker: attempts once a minute after the first two minutes,
-    # never faster, never slower.
-    delays, elapsed, attempts = backoff_delays(), 0.0, 0
-    while elapsed < 3600:
-        delay = next(delays)
-        assert 1 <= delay <= BACKOFF_MAX
-        elapsed += delay
-        attempts += 1
-    assert attempts == 6 + (3600 - 63 + 59) // 60
-
-
 async def test_an_hour_of_events_while_disconnected_queues_nothing(mqtt_app, tmp_path):
     down = Broker(tmp_path / "never")
     app = await mqtt_app(port=down.port)
@@ -465,12 +449,6 @@ async def test_an_hour_of_events_while_disconnected_queues_nothing(mqtt_app, tmp
     await asyncio.sleep(0.1)
     assert app.mqtt.dropped_events == 3600
     assert app.mqtt.pending == 0
-
-
-def test_node_id_defaults_to_the_sanitized_host_name():
-    assert resolve_node_id("edge-7") == "edge-7"
-    assert resolve_node_id(None, "box.local") == "box_local"
-    assert resolve_node_id(None, "..") == "camera-service"
 
 
 async def test_password_file_env_and_wrong_password(mqtt_app, start_app, tmp_path, caplog):
