@@ -250,7 +250,10 @@ async def test_yuyv_camera_is_published_as_jpeg(publish_app):
     frames = rx.frames()
     assert len(frames) == 5
     assert frames[0].size == (1280, 720)
-    assert app.publisher.stats(app.monitor.get("camera2").device)["frames_sent"] >= 5
+    device = app.monitor.get("camera2").device
+    await wait_until(
+        lambda: app.publisher.stats(device)["frames_sent"] >= 5, 5, "the publisher's report"
+    )
 
 
 async def test_unplug_ends_the_publisher_and_replug_publishes_again(publish_app, fake_cameras):

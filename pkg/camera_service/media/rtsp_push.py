@@ -86,6 +86,7 @@ def push(settings: dict[str, Any], frames: BinaryIO, status: TextIO) -> None:
     fourcc, width, height, base, data = first
     jpeg = to_jpeg(fourcc, width, height, data, settings["quality"])
     timeout_us = str(int(settings["timeout"] * 1_000_000))
+    sent_frames = sent_bytes = 0
     container = av.open(
         settings["url"],
         mode="w",
@@ -102,7 +103,6 @@ def push(settings: dict[str, Any], frames: BinaryIO, status: TextIO) -> None:
         stream.time_base = RTP_CLOCK
         last_pts = -1
         timestamp = base
-        sent_frames = sent_bytes = 0
         reported_at = time.monotonic()
         while True:
             pts = max(int((timestamp - base) / RTP_CLOCK), last_pts + 1)
@@ -133,6 +133,9 @@ def push(settings: dict[str, Any], frames: BinaryIO, status: TextIO) -> None:
             container.close()
         except Exception:  # the server is gone already: nothing left to tell it
             pass
+        if sent_frames:
+            status.write(f"sent {sent_frames} {sent_bytes}\n")  # the totals, however it ended
+            status.flush()
 
 
 def main() -> int:
