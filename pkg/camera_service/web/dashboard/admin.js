@@ -12,12 +12,16 @@ export class AdminPanel {
       this.#saveRetention();
     };
     this.form.elements.policy_type.onchange = () => this.#syncFields();
-    document.getElementById("storage-refresh").onclick = () => this.refresh();
+    document.getElementById("storage-refresh").onclick = () => this.#loadStorage();
     document.getElementById("cleanup").onclick = () => this.#cleanup();
   }
 
   async refresh() {
     await Promise.all([this.#loadStorage(), this.#loadRetention()]);
+  }
+
+  refreshStorage() {
+    return this.#loadStorage();
   }
 
   async #loadStorage() {

@@ -62,6 +62,7 @@ class Session {
       showError(error);
       return this.#retryLater();
     }
+    if (this.ended) return client.close(); // signed out while authenticating
     this.client = client;
     this.retryMs = FIRST_RETRY_MS;
     client.addEventListener("close", () => {
@@ -115,17 +116,26 @@ class Session {
 
   onSnapshot() {
     this.parts?.snapshots.show(0);
+    this.parts?.admin?.refreshStorage();
   }
 
   // Several notifications may arrive together (stop + its response): list once.
   onRecordingChanged() {
     clearTimeout(this.recordingsTimer);
-    this.recordingsTimer = setTimeout(() => this.parts?.recordings.show(0), 200);
+    this.recordingsTimer = setTimeout(() => {
+      this.parts?.recordings.show(0);
+      this.parts?.admin?.refreshStorage();
+    }, 200);
   }
 
   onFilesChanged() {
     this.parts?.recordings.show(0);
     this.parts?.snapshots.show(0);
+  }
+
+  // A deletion changes the storage figures too.
+  onFileDeleted() {
+    this.parts?.admin?.refreshStorage();
   }
 
   #teardown() {

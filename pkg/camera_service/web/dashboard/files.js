@@ -75,6 +75,7 @@ export class FileList {
     try {
       await this.session.call(`delete_${kind}`, { filename: file.filename });
       announce(`Deleted ${file.filename}`);
+      this.session.onFileDeleted();
     } catch (error) {
       showError(error);
     }
