@@ -18,7 +18,25 @@ from camera_service.testing import fakecams
 
 pytestmark = pytest.mark.fuse
 
-KEYS_LIST_ENTRY = ["device", "status", "name", "resolution", "fps", "streams"]
+KEYS_LIST_ENTRY = [
+    "device",
+    "status",
+    "name",
+    "resolution",
+    "fps",
+    "streams",
+    "recording",
+    "recording_session",
+    "current_file",
+    "elapsed_time",
+]
+# The recording fields of a camera that does not record (PROTOCOL 5.16, end).
+NOT_RECORDING = {
+    "recording": False,
+    "recording_session": None,
+    "current_file": None,
+    "elapsed_time": 0,
+}
 KEYS_STATUS = KEYS_LIST_ENTRY + ["capabilities", "device_info", "metrics"]
 KEYS_CAPS = ["device", "formats", "resolutions", "fps_options", "validation_status"]
 
@@ -64,6 +82,13 @@ SPECS = {
 
 def expected_cameras(dev: str) -> dict[int, dict]:
     """number -> {entry, capabilities, device_info, caps_result}, written from the specs."""
+    cameras = _expected_cameras(dev)
+    for cam in cameras.values():
+        cam["entry"].update(NOT_RECORDING)
+    return cameras
+
+
+def _expected_cameras(dev: str) -> dict[int, dict]:
     return {
         0: {
             "entry": {

@@ -282,6 +282,15 @@ async def test_thresholds_warn_and_block(service):
     assert (await rpc_error(client, "start_recording", {"device": "camera9"})).code == -1000
 
 
+async def test_storage_warning_in_the_start_result(service):
+    app, client = await service({"storage": {"warn_percent": 1, "block_percent": 100}})
+    if (await client.call("get_storage_info"))["used_percent"] < 1:
+        pytest.skip("the test file system is almost empty; the warning cannot trigger")
+    started = await client.call("start_recording", {"device": "camera0"})
+    assert started["storage_warning"] is True
+    await client.call("stop_recording", {"device": "camera0"})
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     """A 3 MB tmpfs: a recording fills it within a second or two."""

@@ -47,6 +47,8 @@ CAPABILITIES = [
     "v4l2-capture",
     "snapshots",
     "file-downloads",
+    "recordings",
+    "retention",
 ]
 
 

@@ -81,9 +81,9 @@ class CameraApi(Passive):
 
     def get_camera_status(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         camera = find_camera(self.monitor, params)
-        status = camera_status(camera, self.streams)
-        if self.recording is not None:
-            status.update(self.recording.fields(camera))
+        # The CAMERA object (recording fields included) first, then what only status adds.
+        status = self.entry(camera)
+        status.update(camera_status(camera, self.streams))
         return status
 
     def get_camera_capabilities(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
