@@ -376,7 +376,9 @@ async def test_commands_off_are_ignored_and_logged_once(mqtt_app, broker, caplog
 async def test_broker_restart_reconnects_and_republishes_current_truth(
     mqtt_app, broker, fake_cameras
 ):
-    app = await mqtt_app(cameras={"video0": fakecams.streaming_camera()})
+    app = await mqtt_app(
+        cameras={"video0": fakecams.streaming_camera(), "video2": fakecams.yuyv_only_camera()}
+    )
     await wait_until(lambda: app.mqtt.connected and not app.mqtt.pending, 5, "bridge idle")
     connects = app.mqtt.connects
 
@@ -384,22 +386,37 @@ async def test_broker_restart_reconnects_and_republishes_current_truth(
     await wait_until(lambda: not app.mqtt.connected, 5, "bridge noticed the broker left")
     # Changes while the broker is away are not queued; they are current truth later.
     fake_cameras.add("video1", fakecams.uvc_camera())
-    fake_cameras.remove("video0")
+    fake_cameras.remove("video2")
     await wait_until(lambda: app.mqtt.dropped_events >= 2, 5, "events dropped while away")
     assert app.mqtt.pending == 0
 
     broker.start()  # same port
     await wait_until(lambda: app.mqtt.connects > connects, 10, "reconnect")
-    async with Watcher(broker.port, [f"{BASE}/#"]) as watcher:
+    async with Watcher(broker.port, [f"{BASE}/#", f"{HA}/#"]) as watcher:
         await watcher.wait_for(
-            lambda w: state_of(w, "camera1") and f"{BASE}/info" in w.latest,
-            what="republished state",
+            lambda w: (
+                state_of(w, "camera0")
+                and state_of(w, "camera1")
+                and f"{BASE}/info" in w.latest
+                and len([p for t, p in w.latest.items() if t.startswith(HA) and p]) == 6
+            ),
+            what="republished states and discovery configs",
         )
+        # Both the camera that stayed and the new one: the broker had lost everything.
+        assert {t for t, p in watcher.latest.items() if t.startswith(HA) and p} == {
+            f"{HA}/{kind}/{NODE}_{camera}{suffix}/config"
+            for camera in ("camera0", "camera1")
+            for kind, suffix in (
+                ("camera", ""),
+                ("binary_sensor", "_connected"),
+                ("binary_sensor", "_recording"),
+            )
+        }
         assert watcher.latest[f"{BASE}/availability"] == b"online"
-        assert orjson.loads(watcher.latest[f"{BASE}/info"])["cameras"] == ["camera1"]
+        assert orjson.loads(watcher.latest[f"{BASE}/info"])["cameras"] == ["camera0", "camera1"]
         # Gone while the broker was away: no state (or the clearing empty payload, which the
         # bridge sends in case the broker kept the old one).
-        assert watcher.latest.get(f"{BASE}/cameras/camera0/state", b"") == b""
+        assert watcher.latest.get(f"{BASE}/cameras/camera2/state", b"") == b""
         assert f"{BASE}/events" not in watcher.latest  # nothing replayed
 
 

@@ -5,10 +5,7 @@ so a broker that is down, slow or gone for an hour never touches the WebSocket s
 connection loop retries with backoff (1 s doubling to 60 s). Nothing is queued for a broker
 that is not there: while disconnected, events are dropped (they are not retained, so a late
 copy would be news from the past), and after every (re)connect the retained topics are
-rebuilt from current truth (the camera monitor, the newest still of each camera) rather than
-replayed. While connected, retained topics wait in a dict keyed by topic (a newer state
-replaces an unsent older one, so it is bounded by the number of cameras) and events in a
-bounded deque.
+rebuilt from current truth rather than replayed (fleet/mirror.py keeps that state, bounded).
 
 The broker publishes `offline` on `P/N/availability` (our Last Will) when the service dies;
 a clean stop publishes `offline` itself and disconnects gracefully (no Will then).
@@ -24,13 +21,9 @@ import os
 import socket
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from camera_service import __version__
 from camera_service.cameras.model import CONNECTED
 from camera_service.cameras.streams import StreamUrls
 from camera_service.config import MQTT_PASSWORD_ENV
@@ -42,18 +35,9 @@ from camera_service.core.events import (
     Subscription,
 )
 from camera_service.fleet import commands
+from camera_service.fleet.mirror import MAX_PENDING_EVENTS, Mirror
 from camera_service.fleet.stills import take_still
-from camera_service.fleet.topics import (
-    CLEAR,
-    OFFLINE,
-    ONLINE,
-    Topics,
-    backoff_delays,
-    discovery_configs,
-    discovery_topics,
-    info_payload,
-    resolve_node_id,
-)
+from camera_service.fleet.topics import OFFLINE, ONLINE, Topics, backoff_delays, resolve_node_id
 from camera_service.health import utc_timestamp
 from camera_service.server.notifier import NOTIFIED_EVENTS, notification
 
@@ -67,8 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Events waiting for a connected broker; past this the oldest go (a burst, not a backlog).
-MAX_PENDING_EVENTS = 1000
 # Commands running at once; more are answered with -32002 at once instead of waiting.
 MAX_COMMANDS_IN_FLIGHT = 8
 # Incoming messages paho may hold before we read them (commands are small and rare).
@@ -121,16 +103,15 @@ class MqttBridge:
         self.topics = Topics(
             self.settings.topic_prefix, self.node_id, self.settings.discovery_prefix
         )
-        self.host = socket.gethostname()
-        self.started_at = ""
-
-        self._client: aiomqtt.Client | None = None  # set only while connected and current
-        self._retained: dict[str, bytes] = {}  # topic -> newest unsent payload
-        self._events: deque[bytes] = deque(maxlen=MAX_PENDING_EVENTS)
-        self._wake = asyncio.Event()
+        self.mirror = Mirror(
+            self.topics,
+            monitor,
+            camera_entry,
+            self.settings.discovery,
+            socket.gethostname(),
+            started_at="",
+        )
         self._stopping = asyncio.Event()
-        self._announced: set[str] = set()  # cameras whose retained topics the broker has
-        self._stills: dict[str, bytes] = {}  # newest JPEG per camera, republished on connect
         self._commands: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription[Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -139,24 +120,28 @@ class MqttBridge:
 
         self.connects = 0  # successful connections so far
         self.published = 0  # retained topics and events sent
-        self.dropped_events = 0  # events not sent because no broker was connected
         self.next_delay: float | None = None  # the wait before the next attempt, if waiting
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        return self.mirror.live
 
     @property
     def pending(self) -> int:
         """Messages waiting for the broker (bounded: topics of current cameras + events)."""
-        return len(self._retained) + len(self._events)
+        return self.mirror.pending
+
+    @property
+    def dropped_events(self) -> int:
+        """Events not sent because no broker was connected."""
+        return self.mirror.dropped_events
 
     async def start(self) -> None:
         if not self.settings.enabled:
             return
-        self.started_at = utc_timestamp()
+        self.mirror.started_at = utc_timestamp()
         self._stopping.clear()
         for event_type in NOTIFIED_EVENTS:
             self._subscriptions.append(self.bus.subscribe(event_type, self._on_event))
@@ -175,7 +160,7 @@ class MqttBridge:
         # bus delivers in loop callbacks, so let those run, then wait (bounded) for the send.
         await asyncio.sleep(0)
         deadline = time.monotonic() + FLUSH_TIMEOUT
-        while self._client is not None and self.pending and time.monotonic() < deadline:
+        while self.mirror.live and self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for subscription in self._subscriptions:
             subscription.close()
@@ -261,17 +246,12 @@ class MqttBridge:
             except Exception:
                 log.exception("MQTT bridge failed; reconnecting")
             finally:
-                self._disconnected()
+                self.mirror.disconnected()
             self.next_delay = next(delays)
             log.info("MQTT reconnect in %.0f s", self.next_delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.next_delay)
             self.next_delay = None
-
-    def _disconnected(self) -> None:
-        self._client = None
-        self._retained.clear()
-        self._events.clear()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         """One connection: announce, rebuild the retained state, then read and write until
@@ -282,8 +262,7 @@ class MqttBridge:
         # Cameras present at start-up are known once the first scan is done; rebuilding
         # before that would clear their retained state as stale.
         await self.monitor.ready.wait()
-        self._client = client
-        self._republish_all()
+        self.mirror.connected()
         tasks = [
             asyncio.ensure_future(self._read(client)),
             asyncio.ensure_future(self._write(client)),
@@ -300,7 +279,7 @@ class MqttBridge:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         if self._stopping.is_set():
-            self._client = None
+            self.mirror.disconnected()
             await client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
 
     async def _end_stale_window(self, client: aiomqtt.Client) -> None:
@@ -310,16 +289,15 @@ class MqttBridge:
     async def _write(self, client: aiomqtt.Client) -> None:
         """Send what is pending: retained topics first (the newest payload of each), then
         events in order."""
+        mirror = self.mirror
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._retained or self._events:
-                if self._retained:
-                    topic = next(iter(self._retained))
-                    payload = self._retained.pop(topic)
-                    await client.publish(topic, payload, qos=1, retain=True)
-                else:
-                    await client.publish(self.topics.events, self._events.popleft(), qos=0)
+            await mirror.wake.wait()
+            mirror.wake.clear()
+            while (message := mirror.next_message()) is not None:
+                topic, payload, retain = message
+                # QoS 1 for retained topics: each waits for its PUBACK, which also keeps at
+                # most one message in paho's buffers (the backpressure); events are QoS 0.
+                await client.publish(topic, payload, qos=1 if retain else 0, retain=retain)
                 self.published += 1
 
     async def _read(self, client: aiomqtt.Client) -> None:
@@ -333,62 +311,7 @@ class MqttBridge:
                 continue
             camera = self.topics.camera_of(topic, "state")
             if camera is not None and message.retain and data:
-                if self.monitor.get(camera) is None:
-                    log.info("clearing the stale retained state of %s", camera)
-                    self._announced.add(camera)
-                    self._queue_camera(camera)
-
-    # ---- what to publish -------------------------------------------------------------------
-
-    def _republish_all(self) -> None:
-        """Every retained topic from current truth (called on each connect)."""
-        self._retained.clear()
-        self._events.clear()
-        present = {camera.stream_name for camera in self.monitor.snapshot()}
-        for name in sorted(present | self._announced):
-            self._queue_camera(name)
-        self._queue_info()
-
-    def _queue_info(self) -> None:
-        cameras = [camera.stream_name for camera in self.monitor.snapshot()]
-        payload = info_payload(__version__, self.node_id, self.host, cameras, self.started_at)
-        self._queue(self.topics.info, orjson.dumps(payload))
-
-    def _queue_camera(self, name: str) -> None:
-        """The retained topics of one camera from the monitor's current view: its state (and
-        discovery configs, newest still), or empty payloads clearing all of them."""
-        if self._client is None:
-            return  # rebuilt from current truth on the next connect
-        camera = self.monitor.get(name)
-        topics = self.topics
-        if camera is not None:
-            # The state first: it is what subscribers wait for; the configs follow.
-            self._queue(topics.state(name), orjson.dumps(self.camera_entry(camera)))
-            if name not in self._announced and self.settings.discovery:
-                info = camera.device_info
-                for topic, config in discovery_configs(
-                    topics, name, info["card"], info["bus_info"], info["driver"], __version__
-                ):
-                    self._queue(topic, orjson.dumps(config))
-            self._announced.add(name)
-            still = self._stills.get(name)
-            if still is not None:
-                self._queue(topics.snapshot(name), still)
-        elif name in self._announced:
-            self._announced.discard(name)
-            self._stills.pop(name, None)
-            self._queue(topics.state(name), CLEAR)
-            self._queue(topics.snapshot(name), CLEAR)
-            if self.settings.discovery:
-                for topic in discovery_topics(topics, name):
-                    self._queue(topic, CLEAR)
-
-    def _queue(self, topic: str, payload: bytes) -> None:
-        if self._client is None:
-            return  # rebuilt from current truth on the next connect
-        self._retained.pop(topic, None)  # re-inserted last: newest changes go out last
-        self._retained[topic] = payload
-        self._wake.set()
+                self.mirror.stale(camera)
 
     # ---- bus subscribers -------------------------------------------------------------------
 
@@ -397,20 +320,17 @@ class MqttBridge:
         if note is None:
             return
         method, params = note
+        # The state from current truth (it also carries what the event says, e.g. the
+        # recording fields), then the event itself.
         if isinstance(event, CameraChanged):
-            name = event.camera.stream_name
-            self._queue_camera(name)
+            self.mirror.camera(event.camera.stream_name)
             if event.kind != STATUS_CHANGED_EVENT:
-                self._queue_info()
+                self.mirror.info()
         else:
             number = self.monitor.device_number(str(params.get("device", "")))
             if number is not None:
-                self._queue_camera(f"camera{number}")
-        if self._client is None:
-            self.dropped_events += 1
-            return
-        self._events.append(orjson.dumps({"method": method, "params": params}))
-        self._wake.set()
+                self.mirror.camera(f"camera{number}")
+        self.mirror.event(method, params)
 
     async def _on_snapshot(self, event: SnapshotTaken) -> None:
         if not event.filename.lower().endswith(JPEG_SUFFIXES):
@@ -424,13 +344,7 @@ class MqttBridge:
         except OSError as exc:
             log.warning("snapshot %s not published: %s", event.filename, exc)
             return
-        self._publish_still(f"camera{number}", data)
-
-    def _publish_still(self, name: str, data: bytes) -> None:
-        if self.monitor.get(name) is None:
-            return
-        self._stills[name] = data
-        self._queue(self.topics.snapshot(name), data)
+        self.mirror.still(f"camera{number}", data)
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -442,17 +356,9 @@ class MqttBridge:
             return
         result_topic = self.topics.command_result(camera)
         if len(self._commands) >= MAX_COMMANDS_IN_FLIGHT:
-            answer = {
-                "id": _id_of(payload),
-                "error": {
-                    "code": -32002,
-                    "message": "Rate limit exceeded",
-                    "data": {"reason": "too many commands in flight", "retry_after": 1},
-                },
-            }
-            task = asyncio.ensure_future(
-                _publish_quietly(client, result_topic, orjson.dumps(answer))
-            )
+            # Answered at once rather than waiting: nothing queues behind slow commands.
+            busy = commands.busy_answer(payload)
+            task = asyncio.ensure_future(_publish_quietly(client, result_topic, busy))
         else:
             task = asyncio.ensure_future(self._command(client, camera, payload, result_topic))
         self._commands.add(task)
@@ -478,7 +384,7 @@ class MqttBridge:
         next_at = time.monotonic()
         while True:
             next_at += interval
-            if self._client is not None:  # a still nobody can receive is not worth a capture
+            if self.mirror.live:  # a still nobody can receive is not worth a capture
                 for camera in self.monitor.snapshot():
                     if camera.status == CONNECTED:
                         await self._take_still(camera)
@@ -498,20 +404,12 @@ class MqttBridge:
         except (CaptureError, EncodeError) as exc:
             log.info("no still of %s: %s", camera.stream_name, exc)
             return
-        self._publish_still(camera.stream_name, data)
+        self.mirror.still(camera.stream_name, data)
 
 
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
-
-
-def _id_of(payload: bytes) -> Any:
-    try:
-        message = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    return message.get("id") if isinstance(message, dict) else None
 
 
 async def _publish_quietly(client: aiomqtt.Client, topic: str, payload: bytes) -> None:

@@ -24,6 +24,7 @@ from camera_service.rpc.errors import (
     MESSAGES,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    RATE_LIMITED,
     RpcError,
 )
 
@@ -117,3 +118,18 @@ async def run(lookup: HandlerLookup, camera: str, payload: bytes) -> bytes:
         except TypeError:  # an id that orjson cannot encode cannot come from JSON; be safe
             answer["id"] = None
             return orjson.dumps(answer)
+
+
+def busy_answer(payload: bytes) -> bytes:
+    """-32002 for a command that arrives while too many run: try again in a second."""
+    try:
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        message = None
+    command_id = message.get("id") if isinstance(message, dict) else None
+    error = {
+        "code": RATE_LIMITED,
+        "message": MESSAGES[RATE_LIMITED],
+        "data": {"reason": "too many commands in flight", "retry_after": 1},
+    }
+    return orjson.dumps({"id": command_id, "error": error})
