@@ -119,8 +119,10 @@ async def test_page_is_static_cached_and_sign_in_needs_a_valid_key(browser, dash
     assert await page.evaluate("sessionStorage.length") == 0
     await tab.screenshot("sign-in-failed")
 
-    await page.get_by_label("JWT or API key").fill(key)
-    await page.get_by_role("button", name="Sign in").click()
+    # After the refusal the key field has the focus again: sign in from the keyboard.
+    assert await page.evaluate("document.activeElement.id") == "token"
+    await page.keyboard.type(key)
+    await page.keyboard.press("Enter")
     await page.locator(CARD.format("camera0")).wait_for()
     assert (
         await page.locator("#conn").inner_text() == f"Connected as api_key:{entry.key_id} (admin)"
@@ -225,7 +227,9 @@ async def test_snapshot_button_download_delete_and_paging(browser, dashboard_app
     dialog = page.locator("dialog#confirm")
     await dialog.wait_for()
     assert filename in await dialog.inner_text()
-    await dialog.get_by_role("button", name="Cancel").click()
+    # The safe choice has the focus; Escape cancels.
+    assert await page.evaluate("document.activeElement.textContent") == "Cancel"
+    await page.keyboard.press("Escape")
     await dialog.wait_for(state="hidden")
     assert os.path.exists(on_disk)
     await target.get_by_role("button", name=f"Delete {filename}").click()
