@@ -341,8 +341,11 @@ async def test_api_errors_are_shown_in_the_page(browser, dashboard_app, fake_cam
     await card.get_by_role("button", name="Take snapshot").click()
     alert = page.get_by_role("alert")
     await alert.get_by_text("take_snapshot: Camera not available (-1001)").wait_for()
-    # Its live view answered 503: the card says so instead of showing a broken image.
-    await card.get_by_text("Live view unavailable").wait_for()
+    # Its live view answered 503: the card says why instead of showing a broken image.
+    note = card.locator(".view-note")
+    await expect(note).to_have_text(
+        re.compile(r"^Live view unavailable: .*VIDIOC_STREAMON failed.* \(HTTP 503\)$")
+    )
     await tab.screenshot("api-error")
     await alert.get_by_role("button", name="Dismiss").first.click()
     await alert.get_by_text("take_snapshot").wait_for(state="detached")

@@ -97,7 +97,10 @@ export class CameraGrid {
     const img = el("img", { class: "live", width: 640, height: 360, decoding: "async" });
     const note = el("p", { class: "view-note", hidden: true });
     img.addEventListener("error", () => {
-      if (img.getAttribute("src")) this.#stopView(card, "Live view unavailable (see the service log)");
+      const src = img.getAttribute("src");
+      if (!src) return;
+      this.#stopView(card, "Live view unavailable");
+      this.#explain(card, src);
     });
     const recState = el("p", { class: "rec-state", hidden: true });
     const node = el(
@@ -156,6 +159,21 @@ export class CameraGrid {
     if (why) {
       card.note.textContent = why;
       card.note.hidden = false;
+    }
+  }
+
+  // An <img> cannot read an error response; ask once more to show the service's reason.
+  async #explain(card, src) {
+    try {
+      const response = await fetch(src);
+      if (response.ok) {
+        response.body?.cancel();
+        return;
+      }
+      const body = await response.json();
+      card.note.textContent = `Live view unavailable: ${body.reason || body.error} (HTTP ${response.status})`;
+    } catch {
+      // the first message stands
     }
   }
 
