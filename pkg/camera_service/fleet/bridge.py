@@ -62,6 +62,7 @@ CONNECT_TIMEOUT = 10.0
 KEEPALIVE = 30
 STOP_TIMEOUT = 3.0
 FLUSH_TIMEOUT = 1.0
+SESSION_END_TIMEOUT = 1.0
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -112,6 +113,7 @@ class MqttBridge:
             started_at="",
         )
         self._stopping = asyncio.Event()
+        self._current: aiomqtt.Client | None = None  # the client of the running session
         self._commands: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription[Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -269,12 +271,18 @@ class MqttBridge:
             asyncio.ensure_future(self._end_stale_window(client)),
         ]
         stop = asyncio.ensure_future(self._stopping.wait())
+        self._current = client
         try:
             await asyncio.wait([*tasks[:2], stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._current = None
             for task in (*tasks, stop):
                 task.cancel()
-            await asyncio.gather(*tasks, stop, return_exceptions=True)
+            # On Python < 3.12 a cancel that meets a PUBACK inside asyncio.wait_for (in
+            # aiomqtt's publish) is swallowed: the writer then waits for work again. It also
+            # checks `_current`, so waking it ends it; and nothing here waits on it unbounded.
+            self.mirror.wake.set()
+            await asyncio.wait([*tasks, stop], timeout=SESSION_END_TIMEOUT)
         for task in tasks[:2]:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -290,10 +298,10 @@ class MqttBridge:
         """Send what is pending: retained topics first (the newest payload of each), then
         events in order."""
         mirror = self.mirror
-        while True:
+        while self._current is client:
             await mirror.wake.wait()
             mirror.wake.clear()
-            while (message := mirror.next_message()) is not None:
+            while self._current is client and (message := mirror.next_message()) is not None:
                 topic, payload, retain = message
                 # QoS 1 for retained topics: each waits for its PUBACK, which also keeps at
                 # most one message in paho's buffers (the backpressure); events are QoS 0.
