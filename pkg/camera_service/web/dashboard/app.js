@@ -38,9 +38,15 @@ class Session {
       return await this.client.call(method, params);
     } catch (error) {
       // An expired token or a revoked key: nothing will work until the user signs in again.
-      if (error instanceof RpcError && error.code === AUTH_FAILED) end(error);
+      if (error instanceof RpcError && error.code === AUTH_FAILED) this.#fail(error);
       throw error;
     }
+  }
+
+  // Back to sign-in, unless a newer session has taken over meanwhile.
+  #fail(error) {
+    if (session === this) end(error);
+    else this.close();
   }
 
   async connect() {
@@ -58,7 +64,7 @@ class Session {
       auth = await client.call("authenticate", { auth_token: this.token });
     } catch (error) {
       client.close();
-      if (error instanceof RpcError && error.code === AUTH_FAILED) return end(error);
+      if (error instanceof RpcError && error.code === AUTH_FAILED) return this.#fail(error);
       showError(error);
       return this.#retryLater();
     }
