@@ -154,17 +154,24 @@ async def _plug_cycle(
     return out
 
 
-async def bench_hotplug(
-    mount: fakecams.FakeV4L2Mount, broker: Broker, workdir: str, count: int, cpus: list[int]
-) -> dict[str, Any]:
+async def start_service(
+    workdir: str, dev_dir: str, mqtt_port: int | None, cpus: list[int]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`camera-service serve` as its own process (pinned to the first CPU when there are
+    two); `mqtt_port` None = bridge off. Returns once it accepts connections."""
     port = free_port()
-    config = Path(workdir, "service.toml")
+    config = Path(workdir, f"service-{port}.toml")
+    mqtt = (
+        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {mqtt_port}\nnode_id = "bench"\n'
+        if mqtt_port is not None
+        else ""
+    )
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
         f'[security]\njwt_secret = "{SECRET}"\nstate_dir = "{workdir}/var"\n'
-        f'[camera]\ndevice_dir = "{mount.dev_dir}"\n'
-        '[logging]\nlevel = "warning"\n'
-        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\nnode_id = "bench"\n'
+        "rate_limit_rpm = 0\n"
+        f'[camera]\ndevice_dir = "{dev_dir}"\n'
+        '[logging]\nlevel = "warning"\n' + mqtt
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "camera_service", "serve", "--config", str(config),
@@ -172,6 +179,50 @@ async def bench_hotplug(
     )  # fmt: skip
     if len(cpus) >= 2:
         os.sched_setaffinity(proc.pid, {cpus[0]})
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return proc, port
+
+
+async def bench_ping(
+    mount: fakecams.FakeV4L2Mount, broker: Broker, workdir: str, count: int, cpus: list[int]
+) -> dict[str, Any]:
+    """WebSocket ping round trips (one connection, closed loop) with the bridge off, on with
+    the broker down (it keeps retrying), and on with the broker up."""
+    down_port = free_port()  # nothing listens there: every attempt is refused
+    out: dict[str, Any] = {}
+    for label, mqtt_port in (("off", None), ("broker down", down_port), ("broker up", broker.port)):
+        proc, port = await start_service(workdir, mount.dev_dir, mqtt_port, cpus)
+        try:
+            client = await RpcClient.connect(f"ws://127.0.0.1:{port}/ws")
+            await client.authenticate(mint_jwt(SECRET))
+            for _ in range(200):  # warm up
+                await client.call("ping")
+            times = []
+            for _ in range(count):
+                t0 = time.perf_counter()
+                await client.call("ping")
+                times.append(time.perf_counter() - t0)
+            await client.close()
+        finally:
+            proc.terminate()
+            await proc.wait()
+        out[label] = _summary(times)
+    return out
+
+
+async def bench_hotplug(
+    mount: fakecams.FakeV4L2Mount, broker: Broker, workdir: str, count: int, cpus: list[int]
+) -> dict[str, Any]:
+    proc, port = await start_service(workdir, mount.dev_dir, broker.port, cpus)
     client = None
     try:
         async with Subscriber(broker.port, "camera-service/bench/#") as sub:
@@ -321,6 +372,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with fakecams.FakeV4L2Mount.start() as mount:
             results["hotplug"] = await bench_hotplug(mount, broker, workdir, args.count, cpus)
+            results["ping"] = await bench_ping(mount, broker, workdir, args.pings, cpus)
             results["fleet"] = await bench_fleet(
                 mount, broker, workdir, args.boxes, args.fleet_count
             )
@@ -337,12 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.bench_mqtt", description=__doc__)
     parser.add_argument("--count", type=int, default=200, help="hot-plug cycles")
+    parser.add_argument("--pings", type=int, default=5000, help="pings per bridge state")
     parser.add_argument("--boxes", type=int, default=100, help="bridges in the fleet run")
     parser.add_argument("--fleet-count", type=int, default=20, help="plug cycles, fleet run")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
     print(json.dumps(results, indent=2))
-    hot, fleet = results["hotplug"], results["fleet"]
+    hot, fleet, ping = results["hotplug"], results["fleet"], results["ping"]
     print(f"\n{'scenario':<34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for label, row in (
         ("plug -> retained state", hot["plug_to_retained_state"]),
@@ -352,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         ("MQTT state minus WebSocket (plug)", hot["plug_mqtt_minus_websocket"]),
         (f"plug -> state of all {fleet['boxes']} boxes", fleet["plug_to_last_box_state"]),
         (f"unplug -> all {fleet['boxes']} cleared", fleet["unplug_to_last_box_cleared"]),
+        *((f"ping, bridge {label}", row) for label, row in ping.items()),
     ):
         print(f"{label:<34} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['max_ms']:>8}")
     print(
