@@ -616,3 +616,18 @@ async def test_commands_turn_on_live_and_in_flight_commands_are_bounded(
     busy = next(a for a in answers if a["error"]["code"] == -32002)
     assert busy["error"]["data"]["retry_after"] == 1
     assert sorted(a["id"] for a in answers) == list(range(10))
+
+
+async def test_topic_prefix_and_discovery_off(mqtt_app, broker):
+    await mqtt_app(
+        cameras={"video0": fakecams.streaming_camera()},
+        mqtt={"topic_prefix": "fleet/site-a", "discovery": False},
+    )
+    async with Watcher(broker.port, ["#"]) as watcher:
+        await watcher.wait_for(
+            lambda w: w.latest.get(f"fleet/site-a/{NODE}/cameras/camera0/state"),
+            what="state under the configured prefix",
+        )
+        await asyncio.sleep(0.3)
+        assert not [t for t in watcher.latest if t.startswith(HA)]
+        assert all(t.startswith(f"fleet/site-a/{NODE}/") for t in watcher.latest)
