@@ -5,14 +5,14 @@ artefacts under test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
+from camera_service.app import Application
 from camera_service.testing import fakecams
 
 CHROMIUM = "/usr/bin/chromium"
@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 try:
-    from playwright.async_api import Page, async_playwright
+    from playwright.async_api import Browser, Page, async_playwright
 except ImportError:  # pragma: no cover - the test extra installs it
     async_playwright = None  # type: ignore[assignment]
 
@@ -71,46 +71,52 @@ class BrowserPage:
         return path
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    """`await browser(width=..., height=...)` -> a BrowserPage in a fresh profile."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    """One chromium for the module (launching it is the slow part); tests get fresh contexts.
+    Everything of these tests runs in the module's event loop, the service included."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    profile = tempfile.mkdtemp(prefix="dashboard-chromium-")
     playwright = await async_playwright().start()
+    try:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        await browser.close()
+    finally:
+        await playwright.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium: Browser) -> AsyncIterator[Any]:
+    """`await browser(width=..., height=...)` -> a BrowserPage in a fresh context (no cookies,
+    no storage, nothing shared with other tests)."""
     contexts = []
 
     async def open_page(width: int = 1280, height: int = 900) -> BrowserPage:
-        context = await playwright.chromium.launch_persistent_context(
-            os.path.join(profile, str(len(contexts))),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": width, "height": height},
-        )
+        context = await chromium.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = await context.new_page()
         page.set_default_timeout(10000)  # well above anything the page should take
         return BrowserPage(page)
 
-    try:
-        yield open_page
-    finally:
-        for context in contexts:
-            await context.close()
-        await playwright.stop()
-        shutil.rmtree(profile, ignore_errors=True)
+    yield open_page
+    for context in contexts:
+        await context.close()
 
 
-@pytest.fixture
-async def dashboard_app(start_app, fake_cameras):
+@pytest_asyncio.fixture(loop_scope="module")
+async def dashboard_app(make_config, fake_cameras) -> AsyncIterator[Any]:
     """`await dashboard_app(extra)` -> the service on the fake mount with two streaming cameras
-    (an MJPG one, video0, and a YUYV one, video2); recordings in H.264 so browsers play them."""
+    (an MJPG one, video0, and a YUYV one, video2); recordings in H.264 so browsers play them.
+    (Not conftest's start_app: that one runs in each test's own loop.)"""
     fake_cameras.add("video0", fakecams.streaming_camera())
     fake_cameras.add("video2", fakecams.yuyv_only_camera())
+    apps: list[Application] = []
 
-    async def start(extra: dict[str, dict[str, Any]] | None = None):
+    async def start(extra: dict[str, dict[str, Any]] | None = None) -> Application:
         overrides: dict[str, dict[str, Any]] = {
             "camera": {"device_dir": fake_cameras.dev_dir},
             "capture": {"idle_stop_seconds": 0.5},
@@ -118,8 +124,12 @@ async def dashboard_app(start_app, fake_cameras):
         }
         for section, values in (extra or {}).items():
             overrides.setdefault(section, {}).update(values)
-        app = await start_app(overrides)
+        app = Application(make_config(overrides), env={})
+        await app.start()
+        apps.append(app)
         await app.monitor.wait_ready(10)
         return app
 
-    return start
+    yield start
+    for app in reversed(apps):
+        await app.stop()

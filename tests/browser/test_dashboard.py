@@ -25,7 +25,8 @@ expect = pytest.importorskip(
     "playwright.async_api", reason="the Python package playwright is not installed"
 ).expect
 
-pytestmark = pytest.mark.fuse
+# One event loop for the module: the browser (dashboard_fixtures.chromium) lives in it.
+pytestmark = [pytest.mark.fuse, pytest.mark.asyncio(loop_scope="module")]
 # The `browser` and `dashboard_app` fixtures.
 pytest_plugins = ["dashboard_fixtures"]
 
