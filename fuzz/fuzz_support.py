@@ -41,7 +41,7 @@ MESSAGES = {
     -32003: "Insufficient permissions",
     -1000: "Camera not found",
     -1001: "Camera not available",
-    -1005: "Snapshot file not found",  # the only files the fuzz service has methods for
+    -1005: "Snapshot file not found",  # recordings say "Recording file not found" (set per call)
 }
 AUTH_MESSAGES = ("Authentication required", "Authentication failed")
 
@@ -67,8 +67,39 @@ METHOD_LEVEL = {
     "delete_snapshot": 2,
     "take_snapshot": 2,
     "get_streams": 1,
+    "start_recording": 2,
+    "stop_recording": 2,
+    "list_recordings": 1,
+    "get_recording_info": 1,
+    "delete_recording": 2,
+    "get_storage_info": 3,
+    "set_retention_policy": 3,
+    "get_retention_policy": 1,
+    "cleanup_old_files": 3,
 }
 METHODS = tuple(METHOD_LEVEL)
+STORAGE_KEYS = {
+    "total_space",
+    "used_space",
+    "available_space",
+    "used_percent",
+    "warn_threshold",
+    "block_threshold",
+    "recordings_size",
+    "snapshots_size",
+    "recordings_count",
+    "snapshots_count",
+    "low_space_warning",
+    "critical_space_warning",
+}
+# PROTOCOL 5.10: the first duration param present wins; `duration` is bounded by the service
+# at 2^31-1 s (README).
+DURATIONS = (
+    ("duration", 1, 2**31 - 1),
+    ("duration_seconds", 1, 86_400),
+    ("duration_minutes", 1, 1_440),
+    ("duration_hours", 1, 24),
+)
 AUTH_TYPES = ("auto", "jwt", "api_key")
 
 METRICS_KEYS = {
@@ -333,6 +364,54 @@ def _run(service: FuzzService, state: _State, method: str, params: Any):
         if type(device) is not str:
             return Err(None, -32602, reason="device")
         return Err(None, -1000, device=device[:256])  # no camera exists in the fuzz service
+    if method in ("start_recording", "stop_recording"):
+        device = params.get("device")
+        if type(device) is not str:
+            return Err(None, -32602, reason="device")
+        if method == "start_recording":
+            for name, low, high in DURATIONS:
+                value = params.get(name)
+                if value is None:
+                    continue
+                if type(value) is not int or not low <= value <= high:
+                    return Err(None, -32602, reason=name)
+                break
+            if params.get("format", "mp4") not in ("mp4", "mkv"):
+                return Err(None, -32602, reason="format")
+        return Err(None, -1000, device=device[:256])  # no camera exists in the fuzz service
+    if method == "list_recordings":
+        limit, offset = params.get("limit", 100), params.get("offset", 0)
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            return Err(None, -32602, reason="limit")
+        if type(offset) is not int or offset < 0:
+            return Err(None, -32602, reason="offset")
+        return Ok(None, {"files": [], "total": 0, "limit": limit, "offset": offset})
+    if method in ("get_recording_info", "delete_recording"):
+        name = params.get("filename")
+        if type(name) is not str or not _is_base_name(name):
+            return Err(None, -32602, reason="filename")
+        return Err(None, -1005, message="Recording file not found", filename=name)
+    if method == "get_storage_info":
+        return Ok(None, check=lambda r: set(r) == STORAGE_KEYS)
+    if method == "get_retention_policy":
+        return Ok(None, check=lambda r: r["policy_type"] in ("age", "size", "manual"))
+    if method == "cleanup_old_files":
+        return Ok(None, check=lambda r: r["cleanup_executed"] is True and r["files_deleted"] == 0)
+    if method == "set_retention_policy":
+        kind = params.get("policy_type")
+        if type(kind) is not str or kind not in ("age", "size", "manual"):
+            return Err(None, -32602, reason="policy_type")
+        if type(params.get("enabled", True)) is not bool:
+            return Err(None, -32602, reason="enabled")
+        for name, needed_by in (("max_age_days", "age"), ("max_size_gb", "size")):
+            value = params.get(name)
+            if value is None:
+                if kind == needed_by:
+                    return Err(None, -32602, reason=name)
+                continue
+            if type(value) not in (int, float) or not 0 < value <= 1e9:
+                return Err(None, -32602, reason=name)
+        return Ok(None, check=lambda r: r["message"] == "Retention policy updated successfully")
     if method == "list_snapshots":
         limit, offset = params.get("limit", 100), params.get("offset", 0)
         if type(limit) is not int or not 1 <= limit <= 1000:
@@ -499,6 +578,8 @@ def check_response_object(obj: Any, outcome, payload: bytes = b"") -> None:
     assert error["message"] == outcome.message, (obj, outcome)
     if outcome.code == -32001:
         assert error["message"] in AUTH_MESSAGES
+    elif outcome.code == -1005:  # names the kind: "Recording ..." / "Snapshot file not found"
+        assert error["message"] in ("Recording file not found", "Snapshot file not found")
     else:
         assert error["message"] == MESSAGES[outcome.code]
     data = error.get("data")

@@ -84,9 +84,19 @@ def note(params: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": METHOD, "params": params}
 
 
+# What the camera list adds to a CAMERA of a camera that does not record (PROTOCOL 5.16, end);
+# notifications carry no recording fields.
+NOT_RECORDING = {
+    "recording": False,
+    "recording_session": None,
+    "current_file": None,
+    "elapsed_time": 0,
+}
+
+
 def camera_list(*entries: dict[str, Any]) -> dict[str, Any]:
     return {
-        "cameras": list(entries),
+        "cameras": [{**entry, **NOT_RECORDING} for entry in entries],
         "total": len(entries),
         "connected": sum(e["status"] == "CONNECTED" for e in entries),
     }

@@ -364,6 +364,7 @@ async def test_errors_in_the_order_of_the_protocol(recording_app):
         {"device": "camera0", "duration": 0},
         {"device": "camera0", "duration": 1.5},
         {"device": "camera0", "duration": True},
+        {"device": "camera0", "duration": 2**31},  # beyond any timer: refused, not a crash
         {"device": "camera0", "duration_seconds": 86_401},
         {"device": "camera0", "duration_minutes": 0},
         {"device": "camera0", "duration_minutes": 1_441},

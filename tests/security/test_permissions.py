@@ -56,6 +56,33 @@ def check_snapshot_not_found(result: Any) -> None:
     assert result.data["filename"] == "missing.jpg" and result.data["reason"]
 
 
+def check_recording_not_found(result: Any) -> None:
+    assert isinstance(result, RpcCallError), result
+    assert (result.code, result.message) == (-1005, "Recording file not found")
+    assert result.data["filename"] == "missing.mp4" and result.data["reason"]
+
+
+def check_storage_info(result: Any) -> None:
+    assert isinstance(result, dict) and len(result) == 12, result
+    assert (result["warn_threshold"], result["block_threshold"]) == (80, 90)
+
+
+def check_retention_set(result: Any) -> None:
+    assert result == {
+        "policy_type": "manual",
+        "enabled": False,
+        "message": "Retention policy updated successfully",
+    }
+
+
+def check_cleanup(result: Any) -> None:
+    assert (result["cleanup_executed"], result["files_deleted"], result["space_freed"]) == (
+        True,
+        0,
+        0,
+    )
+
+
 def check_metrics(result: Any) -> None:
     assert isinstance(result, dict) and set(result) == METRICS_KEYS
 
@@ -83,6 +110,23 @@ METHODS: dict[str, tuple[str, dict[str, Any], Any]] = {
     "delete_snapshot": ("operator", {"filename": "missing.jpg"}, check_snapshot_not_found),
     "take_snapshot": ("operator", {"device": MISSING}, check_camera_not_found),
     "get_streams": ("viewer", {}, lambda r: r == [] or pytest.fail(repr(r))),
+    "start_recording": ("operator", {"device": MISSING}, check_camera_not_found),
+    "stop_recording": ("operator", {"device": MISSING}, check_camera_not_found),
+    "list_recordings": ("viewer", {}, check_snapshot_list),
+    "get_recording_info": ("viewer", {"filename": "missing.mp4"}, check_recording_not_found),
+    "delete_recording": ("operator", {"filename": "missing.mp4"}, check_recording_not_found),
+    "get_storage_info": ("admin", {}, check_storage_info),
+    "get_retention_policy": (
+        "viewer",
+        {},
+        lambda r: r == {"policy_type": "manual", "enabled": False} or pytest.fail(repr(r)),
+    ),
+    "set_retention_policy": (
+        "admin",
+        {"policy_type": "manual", "enabled": False},
+        check_retention_set,
+    ),
+    "cleanup_old_files": ("admin", {}, check_cleanup),
     "get_metrics": ("admin", {}, check_metrics),
     "get_status": ("admin", {}, check_status),
     "get_server_info": ("admin", {}, check_server_info),

@@ -7,7 +7,6 @@ the MQTT bridge's commands) runs the same checks in the same order. Params are c
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +36,15 @@ if TYPE_CHECKING:
     from camera_service.cameras.monitor import CameraMonitor
     from camera_service.config import Config
 
-# (param, lowest, highest or None, seconds per unit): the first one present wins (5.10).
+# (param, lowest, highest, seconds per unit): the first one present wins (5.10). `duration`
+# has no upper bound in the protocol; 2^31-1 s (68 years) keeps it a number every timer and
+# JSON encoder takes.
+MAX_DURATION = 2**31 - 1
+# Retention limits: "> 0" in the protocol; 1e9 days or GB is beyond any disk, and keeps the
+# stored policy a plain JSON number.
+MAX_POLICY_NUMBER = 1e9
 DURATION_PARAMS = (
-    ("duration", 1, None, 1),
+    ("duration", 1, MAX_DURATION, 1),
     ("duration_seconds", 1, 86_400, 1),
     ("duration_minutes", 1, 1_440, 60),
     ("duration_hours", 1, 24, 3_600),
@@ -52,9 +57,8 @@ def duration_param(params: dict[str, Any]) -> int | None:
         value = params.get(name)
         if value is None:
             continue
-        if type(value) is not int or value < low or (high is not None and value > high):
-            expected = f"{low}-{high}" if high is not None else f">= {low}"
-            raise invalid_params(f"{name} must be an integer {expected}")
+        if type(value) is not int or not low <= value <= high:
+            raise invalid_params(f"{name} must be an integer {low}-{high}")
         return value * unit
     return None
 
@@ -72,8 +76,9 @@ def positive_number(params: dict[str, Any], name: str, required: bool) -> float 
         if required:
             raise invalid_params(f"{name} is required for this policy_type: a number > 0")
         return None
-    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
-        raise invalid_params(f"{name} must be a number > 0")
+    if type(value) not in (int, float) or not 0 < value <= MAX_POLICY_NUMBER:
+        # Also refuses NaN (every comparison is false) and ints too large for a float.
+        raise invalid_params(f"{name} must be a number > 0 (at most {MAX_POLICY_NUMBER:g})")
     return value  # type: ignore[no-any-return]
 
 
