@@ -334,23 +334,57 @@ async def test_a_full_disk_fails_the_recording_and_keeps_a_playable_file(service
     notes.close()
 
 
-async def test_kill_9_mid_segment_leaves_a_playable_file(fake_cameras, tmp_path):
-    fake_cameras.add("video0", fakecams.streaming_camera())
+def serve(tmp_path: Path, dev_dir: str) -> tuple[subprocess.Popen, int]:
+    """`camera-service serve` as its own process on the fake cameras; (process, port)."""
     port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\nshutdown_timeout = 2\n'
         f'[security]\njwt_secret = "{TEST_JWT_SECRET}"\nstate_dir = "{tmp_path / "var"}"\n'
-        f'[camera]\ndevice_dir = "{fake_cameras.dev_dir}"\n'
-        '[logging]\nlevel = "warning"\n'
+        f'[camera]\ndevice_dir = "{dev_dir}"\n'
+        '[logging]\nlevel = "info"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMERA_SERVICE_")}
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
+    proc = subprocess.Popen(
         [sys.executable, "-m", "camera_service", "serve", "--config", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, port
+
+
+async def test_sigterm_finalizes_the_open_segment_and_says_stopped(fake_cameras, tmp_path):
+    fake_cameras.add("video0", fakecams.streaming_camera())
+    proc, port = serve(tmp_path, fake_cameras.dev_dir)
+    try:
+        client = await connect_when_up(port, proc)
+        notes = Notes(client)
+        started = await client.call("start_recording", {"device": "camera0", "format": "mkv"})
+        await asyncio.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        note = await notes.wait_for("STOPPED")
+        assert (note["session_id"], note["filename"]) == (
+            started["session_id"],
+            started["filename"],
+        )
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+        notes.close()
+        await client.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    path = str(tmp_path / "var" / "recordings" / started["filename"])
+    info = probe(path)
+    # Matroska has a duration only when its segment was finalized.
+    assert info["duration"] == pytest.approx(note["duration"], abs=0.1), (info, note)
+    assert decodes(path)
+
+
+async def test_kill_9_mid_segment_leaves_a_playable_file(fake_cameras, tmp_path):
+    fake_cameras.add("video0", fakecams.streaming_camera())
+    proc, port = serve(tmp_path, fake_cameras.dev_dir)
     try:
         client = await connect_when_up(port, proc)
         started = await client.call("start_recording", {"device": "camera0"})
