@@ -213,3 +213,16 @@ async def test_bad_policy_params(service, params, word):
     assert error.code == -32602 and word in error.data["reason"], error
     stored = Path(app.config.security.state_dir) / "retention_policy.json"
     assert not stored.exists()
+
+
+async def test_a_damaged_stored_policy_falls_back_to_the_config(service, tmp_path):
+    state = tmp_path / "var"
+    state.mkdir(exist_ok=True)
+    (state / "retention_policy.json").write_text('{"policy_type": "age", "enab')
+    app, client = await service({"retention": {"policy": "age", "max_age_days": 3}})
+    assert Path(app.config.security.state_dir) == state
+    assert await client.call("get_retention_policy") == {
+        "policy_type": "age",
+        "enabled": True,
+        "max_age_days": 3,
+    }
