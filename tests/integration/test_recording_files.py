@@ -293,11 +293,11 @@ async def test_storage_warning_in_the_start_result(service):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    """A 3 MB tmpfs: a recording fills it within a second or two."""
+    """A 1 MB tmpfs: a recording (about 0.6 MB/s here) fills it within two seconds."""
     mount_point = tmp_path / "small"
     mount_point.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
