@@ -379,6 +379,11 @@ class Recorder:
                     "block_threshold": storage.block_percent,
                 },
             )
+        if warning:
+            log.warning(
+                "disk space is low: used space at or above storage.warn_percent",
+                extra={"warn_percent": storage.warn_percent, "device": device},
+            )
         self._starting.add(device)
         try:
             return await self._start(camera, container_format, duration, warning)
