@@ -5,8 +5,10 @@ to CPU 0, the clients to the other CPU. Over a fixed window, after a warm-up:
 
     idle        nobody connected (the floor)
     viewers     4 plain HTTP clients reading `GET /stream/cameraN.mjpeg` as fast as they can
-    dashboard   Debian's chromium (headless, Playwright) with the dashboard open and signed
-                in as admin: 4 live views, the WebSocket session, the lists and the admin panel
+    browser     Debian's chromium (headless, Playwright) with a blank page holding only four
+                `<img src="/stream/cameraN.mjpeg?token=...">`: 4 live viewers in a browser
+    dashboard   the same chromium with the dashboard open and signed in as admin: 4 live
+                views, the WebSocket session, the lists and the admin panel
 
 Server CPU comes from /proc/PID/stat (all threads), bytes sent from `get_streams`
 (`bytes_sent`, what the service wrote for the live views). Each scenario runs `--repeat`
@@ -97,10 +99,15 @@ async def _viewers(service: Service, warmup: float, seconds: float) -> dict[str,
     return result
 
 
-async def _dashboard(service: Service, warmup: float, seconds: float) -> dict[str, Any]:
+async def _in_chromium(
+    service: Service, warmup: float, seconds: float, dashboard: bool
+) -> dict[str, Any]:
+    """Chromium with either the dashboard signed in as admin, or a blank page holding only
+    four <img> tags of the live views (what any browser viewer costs)."""
     from playwright.async_api import async_playwright
 
     profile = tempfile.mkdtemp(prefix="bench-dashboard-")
+    base = f"http://127.0.0.1:{service.port}"
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             profile,
@@ -111,16 +118,26 @@ async def _dashboard(service: Service, warmup: float, seconds: float) -> dict[st
         )
         try:
             page = await context.new_page()
-            await page.goto(f"http://127.0.0.1:{service.port}/")
-            await page.get_by_label("JWT or API key").fill(mint_jwt(SECRET, role="admin"))
-            await page.get_by_role("button", name="Sign in").click()
+            if dashboard:
+                await page.goto(f"{base}/")
+                await page.get_by_label("JWT or API key").fill(mint_jwt(SECRET, role="admin"))
+                await page.get_by_role("button", name="Sign in").click()
+            else:
+                token = mint_jwt(SECRET, role="viewer")
+                await page.set_content(
+                    "".join(
+                        f'<img class="live" width="320" src="{base}/stream/camera{n}.mjpeg'
+                        f'?token={token}">'
+                        for n in range(len(CAMERAS))
+                    )
+                )
             deadline = time.monotonic() + 20
             while await page.evaluate(
                 "() => [...document.querySelectorAll('img.live')]"
                 ".filter((i) => i.naturalWidth > 0).length"
             ) < len(CAMERAS):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the dashboard did not show 4 live views")
+                    raise RuntimeError("chromium did not show 4 live views")
                 await asyncio.sleep(0.1)
             await asyncio.sleep(warmup)
             return await _measure(service, seconds)
@@ -129,12 +146,25 @@ async def _dashboard(service: Service, warmup: float, seconds: float) -> dict[st
             shutil.rmtree(profile, ignore_errors=True)
 
 
+async def _browser_imgs(service: Service, warmup: float, seconds: float) -> dict[str, Any]:
+    return await _in_chromium(service, warmup, seconds, dashboard=False)
+
+
+async def _dashboard(service: Service, warmup: float, seconds: float) -> dict[str, Any]:
+    return await _in_chromium(service, warmup, seconds, dashboard=True)
+
+
 async def _idle(service: Service, warmup: float, seconds: float) -> dict[str, Any]:
     await asyncio.sleep(warmup)
     return await _measure(service, seconds)
 
 
-SCENARIOS = {"idle": _idle, "viewers": _viewers, "dashboard": _dashboard}
+SCENARIOS = {
+    "idle": _idle,
+    "viewers": _viewers,
+    "browser": _browser_imgs,
+    "dashboard": _dashboard,
+}
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
