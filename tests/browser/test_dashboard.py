@@ -350,7 +350,14 @@ async def test_viewer_sees_no_controls_at_phone_width(browser, dashboard_app):
 
 async def test_api_errors_are_shown_in_the_page(browser, dashboard_app, fake_cameras):
     fake_cameras.add("video4", fakecams.streamon_fails_camera())
-    app = await dashboard_app()
+    # The default codec: the camera's MJPEG packets as they are, which browsers cannot play.
+    app = await dashboard_app({"recording": {"codec": "copy"}})
+    operator = await RpcClient.connect(ws_url(app))
+    await operator.authenticate(token("operator"))
+    await operator.call("start_recording", {"device": "camera0"})
+    await asyncio.sleep(1)
+    stopped = await operator.call("stop_recording", {"device": "camera0"})
+    await operator.close()
     tab = await browser()
     page = await tab.sign_in(app, token("admin"))
     card = page.locator(CARD.format("camera4"))
@@ -365,6 +372,12 @@ async def test_api_errors_are_shown_in_the_page(browser, dashboard_app, fake_cam
     await tab.screenshot("api-error")
     await alert.get_by_role("button", name="Dismiss").first.click()
     await alert.get_by_text("take_snapshot").wait_for(state="detached")
+
+    # A recording the browser cannot decode says so and points to the download.
+    name = stopped["filename"]
+    await page.get_by_role("button", name=f"Play {name}").click()
+    await alert.get_by_text(f"Cannot play {name} here").wait_for()
+    assert "use Download for MJPEG ones" in await alert.inner_text()
 
 
 async def test_page_reconnects_after_the_service_restarts(browser, dashboard_app):
