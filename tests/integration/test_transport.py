@@ -237,13 +237,21 @@ async def wait_for_table(app, size: int, timeout: float = 3.0) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/nope", "/ws/x", "/WS", "/wss", "/health/nope", "/ws%2F", "/metrics/"]
+    "path", ["/nope", "/ws/x", "/WS", "/wss", "/health/nope", "/ws%2F", "/metrics/", "//"]
 )
 async def test_unknown_path_is_404(app, path):
     status, headers, body = await http_exchange(app.port, get(path, app.port))
     assert status == 404
     assert headers["content-type"].startswith("application/json")
     assert orjson.loads(body) == {"error": "not found"}
+
+
+async def test_root_is_the_dashboard_page(app):
+    # `/` is the dashboard (PROTOCOL 7, 11): static HTML, no data without credentials.
+    status, headers, body = await http_exchange(app.port, get("/", app.port))
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")
+    assert b"<html" in body.lower()
 
 
 async def test_unknown_path_upgrade_is_404(app):
