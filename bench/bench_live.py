@@ -213,14 +213,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await (await service.connect()).close()
             for fourcc, (name, _) in CAMERAS.items():
+                if fourcc not in args.formats:
+                    continue
                 for count in VIEWER_COUNTS:
                     results[f"{fourcc} x{count}"] = await _viewers(
                         service, f"camera{name[5:]}", count, args.seconds
                     )
         finally:
             service.close()
-        if shutil.which("ffmpeg"):
+        if shutil.which("ffmpeg") and not args.no_baseline:
             for fourcc, (name, _) in CAMERAS.items():
+                if fourcc not in args.formats:
+                    continue
                 results[f"ffmpeg {fourcc} x1"] = await _ffmpeg_viewer(
                     mount.path(name), fourcc, args.seconds, server_cpus
                 )
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_live", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--formats", default="MJPG,YUYV", help="cameras to measure")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the ffmpeg rows")
     parser.add_argument("--pinger", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pinger:

@@ -96,6 +96,11 @@ def plan_capture(info: DeviceInfo, settings: CaptureSettings) -> CapturePlan:
     return CapturePlan(fourcc, size[0], size[1], fps)
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class FrameSubscription:
     """A consumer of one camera's frames: always the newest one, never a queue."""
 
@@ -106,7 +111,7 @@ class FrameSubscription:
         self.passive = passive
         self._frame: Frame | None = None
         self._taken: Frame | None = None
-        self._changed = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._error: CaptureError | None = None
         self.closed = False
         # For consumers that need every frame (recorder, publisher): called on the loop with
@@ -123,6 +128,7 @@ class FrameSubscription:
         """The first frame newer than the one this consumer got last; CaptureError when the
         capture ended or no frame came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
         while True:
             if self._error is not None:
                 raise self._error
@@ -130,24 +136,28 @@ class FrameSubscription:
             if frame is not None and frame is not self._taken:
                 self._taken = frame
                 return frame
-            self._changed.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CaptureError(f"no frame from the camera within {timeout:g} s")
+            # A bare future and one timer per wait: every viewer waits once per frame, and
+            # asyncio.wait_for would add a task per wait.
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(remaining, _wake, waiter)
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                continue
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
 
     def _deliver(self, frame: Frame) -> None:
         self._frame = frame
-        self._changed.set()
+        _wake(self._waiter)
         if self.on_frame is not None:
             self.on_frame(frame)
 
     def _fail(self, error: CaptureError) -> None:
         self._error = error
-        self._changed.set()
+        _wake(self._waiter)
         if self.on_error is not None:
             self.on_error(error)
 
