@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from camera_service.core.events import EventBus, RecordingChanged
 from camera_service.health import utc_timestamp
 from camera_service.media.capture import CaptureError, CaptureManager, Frame
-from camera_service.media.storage import storage_state
+from camera_service.media.storage import check_storage
 from camera_service.rpc.errors import (
     ALREADY_RECORDING,
     CAMERA_NOT_AVAILABLE,
@@ -368,17 +368,7 @@ class Recorder:
             raise RpcError(ALREADY_RECORDING, data=data)
         storage = self.config.storage
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
-        warning, critical = storage_state(
-            self.directory, storage.warn_percent, storage.block_percent
-        )
-        if critical:
-            raise RpcError(
-                STORAGE_CRITICAL,
-                data={
-                    "reason": f"used disk space is at or above {storage.block_percent} %",
-                    "block_threshold": storage.block_percent,
-                },
-            )
+        warning = check_storage(self.directory, storage)
         if warning:
             log.warning(
                 "disk space is low: used space at or above storage.warn_percent",

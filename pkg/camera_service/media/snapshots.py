@@ -24,10 +24,9 @@ from camera_service.health import utc_timestamp
 from camera_service.media import encoders
 from camera_service.media.capture import CaptureError, CaptureManager, Frame
 from camera_service.media.names import check_base_name
-from camera_service.media.storage import storage_state
+from camera_service.media.storage import check_storage
 from camera_service.rpc.errors import (
     CAMERA_NOT_AVAILABLE,
-    STORAGE_CRITICAL,
     RpcError,
     invalid_params,
 )
@@ -103,18 +102,7 @@ class SnapshotTaker:
     async def take(self, camera: Camera, request: SnapshotRequest) -> dict[str, Any]:
         """The `take_snapshot` result; -1010 when storage is critical, -1001 when the camera
         gives no frame."""
-        storage = self.config.storage
-        warning, critical = storage_state(
-            self.directory, storage.warn_percent, storage.block_percent
-        )
-        if critical:
-            raise RpcError(
-                STORAGE_CRITICAL,
-                data={
-                    "reason": f"used disk space is at or above {storage.block_percent} %",
-                    "block_threshold": storage.block_percent,
-                },
-            )
+        warning = check_storage(self.directory, self.config.storage)
         frame = await self._frame(camera)
         loop = asyncio.get_running_loop()
         try:

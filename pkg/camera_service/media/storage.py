@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from camera_service.rpc.errors import STORAGE_CRITICAL, RpcError
+
+if TYPE_CHECKING:
+    from camera_service.config import StorageSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +38,19 @@ def storage_state(path: str, warn_percent: int, block_percent: int) -> tuple[boo
     """(warning, critical): used space at or above each threshold."""
     percent = disk_usage(path).used_percent
     return percent >= warn_percent, percent >= block_percent
+
+
+def check_storage(path: str, settings: StorageSettings) -> bool:
+    """Before writing a new file under `path`: RpcError -1010 when used space is at or above
+    `storage.block_percent`; else whether it is at or above `storage.warn_percent` (the
+    result's `storage_warning`)."""
+    warning, critical = storage_state(path, settings.warn_percent, settings.block_percent)
+    if critical:
+        raise RpcError(
+            STORAGE_CRITICAL,
+            data={
+                "reason": f"used disk space is at or above {settings.block_percent} %",
+                "block_threshold": settings.block_percent,
+            },
+        )
+    return warning
