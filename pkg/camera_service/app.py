@@ -240,6 +240,7 @@ def _print_banner(config: Config, port: int) -> None:
     print(
         f"camera-service {__version__} listening on {scheme}://{s.host}:{port}{s.websocket_path}\n"
         f"  connect:     {scheme}://{host}:{port}{s.websocket_path}\n"
+        f"  dashboard:   {'https' if s.tls_cert else 'http'}://{host}:{port}/\n"
         f"  mint token:  camera-service token --role viewer --user alice"
         + (f" --config {config.source}" if config.source else "")
         + "\n  stop:        Ctrl-C",
