@@ -289,7 +289,7 @@ class RtspPublisher:
             new.publish_rtsp,
             new.publish_on,
         ):
-            for device in list(self.publishers):
+            for device in set(self.publishers) | set(self._consumers):
                 self._drop(device)
             self._sync()
 
