@@ -421,4 +421,10 @@ async def connect_when_up(port: int, proc: subprocess.Popen) -> RpcClient:
             assert time.monotonic() < deadline, "the service never started listening"
             await asyncio.sleep(0.1)
     await client.authenticate(mint_token("operator"))
+    # Listening comes before the first device scan is done: wait for the camera itself.
+    while not any(
+        c["status"] == "CONNECTED" for c in (await client.call("get_camera_list"))["cameras"]
+    ):
+        assert time.monotonic() < deadline, "the service never found the camera"
+        await asyncio.sleep(0.05)
     return client
