@@ -243,8 +243,6 @@ async def test_snapshot_button_download_delete_and_paging(browser, dashboard_app
 
 async def test_recording_started_in_the_page_plays_in_the_page(browser, dashboard_app):
     app = await dashboard_app()
-    if app.registry.handler("start_recording") is None:
-        pytest.skip("start_recording is not registered: recordings (methods/recordings.py) missing")
     tab = await browser()
     page = await tab.sign_in(app, token("admin"))
     await page.locator(CARD.format("camera2")).get_by_role("button", name="Take snapshot").click()

@@ -309,8 +309,6 @@ async def test_commands_share_the_json_rpc_handlers(mqtt_app, broker):
 
 async def test_recording_commands(mqtt_app, broker):
     app = await mqtt_app(cameras={"video0": fakecams.streaming_camera()}, mqtt={"commands": True})
-    if app.registry.handler("start_recording") is None:
-        pytest.skip("start_recording is not in this build yet (methods/recordings.py)")
     await wait_until(lambda: app.mqtt.connected, 5, "bridge connected")
     async with Watcher(broker.port, [f"{BASE}/#"]) as watcher:
         answer = await command(watcher, "camera0", b'{"action":"stop_recording","id":1}')
