@@ -30,6 +30,12 @@ def int_param(params: dict[str, Any], name: str, default: int, low: int, high: i
     return value
 
 
+def page_params(params: dict[str, Any]) -> tuple[int, int]:
+    """`limit` (1-1000, default 100) and `offset` (>= 0, default 0) of PROTOCOL 5.12."""
+    limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    return limit, int_param(params, "offset", 0, 0, None)
+
+
 def filename_param(params: dict[str, Any]) -> str:
     """The required `filename`: a base name (PROTOCOL 5.8), else -32602 naming it."""
     if "filename" not in params:
@@ -63,28 +69,38 @@ class FileApi:
             "file_size": entry.size,
             "modified_time": utc_timestamp(entry.mtime),
             "download_url": self.index.download_url(entry.name),
-            self.detail_field: self.index.detail(entry),
+            **self.details(entry),
         }
 
-    def list_files(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = int_param(params, "offset", 0, 0, None)
-        page, total = self.index.list(limit, offset)
+    def details(self, entry: FileEntry) -> dict[str, Any]:
+        """The fields FILE adds for this kind of file."""
+        return {self.detail_field: self.index.detail(entry)}
+
+    def info_object(self, entry: FileEntry) -> dict[str, Any]:
+        """FILE plus `created_time` (PROTOCOL 5.13)."""
+        info = self.file_object(entry)
+        info["created_time"] = utc_timestamp(entry.ctime)
+        return info
+
+    def page(self, limit: int, offset: int) -> dict[str, Any]:
+        """The list result for one page of the index as it is now."""
+        entries, total = self.index.list(limit, offset)
         return {
-            "files": [self.file_object(entry) for entry in page],
+            "files": [self.file_object(entry) for entry in entries],
             "total": total,
             "limit": limit,
             "offset": offset,
         }
+
+    def list_files(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+        return self.page(*page_params(params))
 
     def get_info(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         name = filename_param(params)
         entry = self.index.get(name)
         if entry is None:
             raise file_not_found(self.index.kind, name)
-        info = self.file_object(entry)
-        info["created_time"] = utc_timestamp(entry.ctime)
-        return info
+        return self.info_object(entry)
 
     def delete(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         name = filename_param(params)

@@ -10,20 +10,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from camera_service.health import utc_timestamp
 from camera_service.media.files import FileEntry, FileIndex
 from camera_service.media.recorder import FORMATS, Recorder, device_number_of
 from camera_service.media.recording_files import RecordingDurations
 from camera_service.media.retention import POLICY_TYPES, Retention, RetentionPolicy
 from camera_service.media.storage import disk_usage
 from camera_service.methods.cameras import device_param, find_camera
-from camera_service.methods.files import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    FileApi,
-    filename_param,
-    int_param,
-)
+from camera_service.methods.files import FileApi, filename_param, page_params
 from camera_service.rpc.errors import (
     RECORDING_IN_PROGRESS,
     RpcError,
@@ -95,14 +88,10 @@ class RecordingFileApi(FileApi):
         self.recorder = recorder
         self.config = config
 
-    def file_object(self, entry: FileEntry) -> dict[str, Any]:
+    def details(self, entry: FileEntry) -> dict[str, Any]:
         active = self.recorder.active_files()
         obj: dict[str, Any] = {
-            "filename": entry.name,
-            "file_size": entry.size,
-            "modified_time": utc_timestamp(entry.mtime),
-            "download_url": self.index.download_url(entry.name),
-            "duration": None if entry.name in active else self.durations.get(entry),
+            "duration": None if entry.name in active else self.durations.get(entry)
         }
         number = device_number_of(entry.name)
         if number is not None:
@@ -116,19 +105,12 @@ class RecordingFileApi(FileApi):
             self.index.note_written(name)
 
     async def list_recordings(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-        limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        offset = int_param(params, "offset", 0, 0, None)
+        limit, offset = page_params(params)
         self._refresh_active()
-        page, total = self.index.list(limit, offset)
+        entries, _ = self.index.list(limit, offset)
         active = self.recorder.active_files()
-        await self.durations.fill(entry for entry in page if entry.name not in active)
-        page, total = self.index.list(limit, offset)  # as it is now, after the wait
-        return {
-            "files": [self.file_object(entry) for entry in page],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
+        await self.durations.fill(entry for entry in entries if entry.name not in active)
+        return self.page(limit, offset)  # the index as it is now, after the wait
 
     async def get_recording_info(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         name = filename_param(params)
@@ -141,9 +123,7 @@ class RecordingFileApi(FileApi):
         entry = self.index.get(name)
         if entry is None:  # deleted while its duration was read
             raise file_not_found(self.index.kind, name)
-        info = self.file_object(entry)
-        info["created_time"] = utc_timestamp(entry.ctime)
-        return info
+        return self.info_object(entry)
 
     def delete(self, ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         name = filename_param(params)
