@@ -178,8 +178,13 @@ async def test_after_a_closed_segment_and_never_the_file_being_written(service, 
         lambda: not (recordings / started["filename"]).exists(), 5, "the closed segment deleted"
     )
     result = await client.call("cleanup_old_files")
-    current = app.recorder.session_of(started["device"]).current_file
-    assert current != started["filename"] and (recordings / current).exists()
+    session = app.recorder.session_of(started["device"])
+    assert session.current_file != started["filename"]
+    # A segment's file appears with its first muxed frame (the worker writes every 0.2 s),
+    # so the current one may not exist yet; it must appear, not be deleted.
+    await wait_until(
+        lambda: (recordings / session.current_file).exists(), 5, "the current segment's file"
+    )
     assert result["cleanup_executed"] is True
     stopped = await client.call("stop_recording", {"device": "camera0"})
     assert stopped["files"][0] == started["filename"]
